@@ -1,0 +1,244 @@
+"""The Ray Tune sweep driver: configs x seeds x learning rates, one trial each.
+
+Every trial runs the shared trainer through ``addray.trainable.run_trial``. ASHA
+prunes on exact match (ties, common early when every model is at 0%, broken by
+token accuracy) with one report = ``check_every`` training steps as its time unit;
+the trainer's own early stopping ends hopeless or finished trials sooner.
+
+Results of a study go to ``RESULTS/<study>/`` (see ``addray.study_files``).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shlex
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from addray import study_files as sf
+from addray.config import ConfigError, load_config
+from addray.errors import UserError
+
+# a study small enough to run end to end in about a minute on 2 CPU cores
+SMOKE_OVERRIDES: dict[str, Any] = {
+    "data.n_train": 2000, "data.n_test": 200, "training.batch_size": 32,
+    "training.max_steps": 60, "training.check_every": 10, "training.warmup_steps": 5,
+}
+
+
+class SweepError(UserError):
+    """A sweep cannot start or continue; the message is one line for the user."""
+
+
+@dataclass
+class SweepOptions:
+    study: str
+    configs: list[str]
+    seeds: int = 1
+    lrs: list[float] | None = None  # None: each config's own learning rate
+    results: str = "results"
+    gpus: float | None = None  # None: every GPU the cluster has
+    gpus_per_trial: float | None = None  # None: 1 when GPUs are used, else 0
+    cpus_per_trial: float | None = None  # None: CPUs shared evenly between trials, >= 1
+    address: str | None = None  # None: start a local Ray for this sweep
+    max_steps: int | None = None
+    check_every: int | None = None
+    overrides: dict[str, Any] = field(default_factory=dict)
+    grace_period: int = 2  # ASHA: reports before a trial can be pruned
+    reduction_factor: int = 3  # ASHA: keep the top 1/rf at each rung
+    max_failures: int = 2  # retries of a crashed trial, from its last checkpoint
+    resume: bool = False
+    dashboard: bool = False
+    dashboard_host: str = "127.0.0.1"
+    smoke_test: bool = False
+    num_cpus: int | None = None  # local Ray only: CPUs to declare (default: all)
+    num_gpus: int | None = None  # local Ray only: GPUs to declare (default: detected)
+    command: str = ""
+    trainable: Any = None  # None: addray.trainable.run_trial (tests pass a wrapper)
+
+
+def build_trials(opts: SweepOptions) -> list[dict[str, Any]]:
+    """One spec per (config, seed, lr): label, name, seed and resolved config dict."""
+    if opts.seeds < 1:
+        raise SweepError(f"--seeds = {opts.seeds}: must be >= 1")
+    overrides = dict(SMOKE_OVERRIDES) if opts.smoke_test else {}
+    if opts.max_steps is not None:
+        overrides["training.max_steps"] = opts.max_steps
+    if opts.check_every is not None:
+        overrides["training.check_every"] = opts.check_every
+    overrides.update(opts.overrides)
+    trials = []
+    for path in opts.configs:
+        base = load_config(path, overrides)
+        for lr in opts.lrs or [base.training.learning_rate]:
+            for seed in range(opts.seeds):
+                cfg = load_config(path, {**overrides, "training.learning_rate": lr,
+                                         "training.seed": base.training.seed + seed})
+                trials.append({"label": f"{cfg.name}-s{seed}-lr{lr:g}", "name": cfg.name,
+                               "seed": seed, "config": cfg.to_dict()})
+    return trials
+
+
+def asha_rungs(max_t: int, grace: int, rf: int, check_every: int) -> list[int]:
+    """Training steps at which ASHA compares trials (for the start-up message)."""
+    rungs, t = [], grace
+    while t < max_t:
+        rungs.append(t * check_every)
+        t *= rf
+    return rungs
+
+
+def run_sweep(opts: SweepOptions) -> list[dict[str, str]]:
+    """Run (or resume) a study; return its trials.csv rows."""
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the classic table shows our columns
+    # one kept checkpoint per trial forces an experiment snapshot at every report, which
+    # is what makes a killed driver resumable; Ray warns about it on every report
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    from ray import tune
+
+    from addray import cluster
+    from addray.trainable import run_trial
+    from addray.tune_callback import StudyRecorder
+
+    study_dir = Path(opts.results).expanduser().resolve() / opts.study
+    tune_dir = study_dir / "tune"
+    if opts.resume and not (study_dir / "study.json").exists():
+        raise SweepError(f"{study_dir}: no study to resume (run without --resume first)")
+    if not opts.resume and (study_dir / "study.json").exists():
+        raise SweepError(f"{study_dir}: already holds study '{opts.study}'; pass --resume to "
+                         f"continue it or --study NAME for a new one")
+    trials = build_trials(opts)
+    check_every = trials[0]["config"]["training"]["check_every"]
+    max_steps = max(t["config"]["training"]["max_steps"] for t in trials)
+    max_t = math.ceil(max_steps / check_every)
+
+    handle = cluster.connect(opts.address, dashboard=opts.dashboard,
+                             dashboard_host=opts.dashboard_host,
+                             num_cpus=opts.num_cpus, num_gpus=opts.num_gpus)
+    try:
+        gpus, gpt, max_concurrent = cluster.plan_resources(opts.gpus, opts.gpus_per_trial,
+                                                           opts.cpus_per_trial or 1)
+        cpt = opts.cpus_per_trial or _default_cpus_per_trial(len(trials), gpt)
+        if opts.cpus_per_trial is None:
+            cluster.plan_resources(gpus, gpt, cpt)
+        study_dir.mkdir(parents=True, exist_ok=True)
+        options = {k: v for k, v in asdict(opts).items() if k != "trainable"}
+        info = {"study": opts.study, "command": opts.command, "state": "running",
+                "trials": len(trials), "options": options,
+                "resources": {"gpus": gpus, "gpus_per_trial": gpt, "cpus_per_trial": cpt,
+                              "max_concurrent": max_concurrent},
+                "started_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        if opts.resume:
+            info = {**sf.read_study(study_dir), "state": "running",
+                    "resumed_with": opts.command}
+        sf.write_study(study_dir, info)
+        _announce(opts, handle, study_dir, len(trials), gpt, cpt, max_concurrent,
+                  asha_rungs(max_t, opts.grace_period, opts.reduction_factor, check_every))
+
+        trainable = tune.with_resources(opts.trainable or run_trial, {"cpu": cpt, "gpu": gpt})
+        if opts.resume:
+            tuner = tune.Tuner.restore(str(tune_dir), trainable=trainable,
+                                       resume_unfinished=True, resume_errored=True)
+        else:
+            tuner = _new_tuner(tune, trainable, opts, trials, study_dir, max_t,
+                               max_concurrent, StudyRecorder(str(study_dir), opts.study))
+        try:
+            tuner.fit()
+        except KeyboardInterrupt:
+            sf.write_study(study_dir, {**info, "state": "interrupted"})
+            raise
+        sf.write_study(study_dir, {**info, "state": "finished"})
+    finally:
+        cluster.shutdown(handle)
+    rows = sf.read_csv(study_dir / "trials.csv")
+    print_summary(rows, study_dir)
+    return rows
+
+
+def _default_cpus_per_trial(n_trials: int, gpus_per_trial: float) -> float:
+    import ray
+
+    if gpus_per_trial > 0:
+        return 1.0
+    cpus = ray.cluster_resources().get("CPU", 1.0)
+    largest = max(n["Resources"].get("CPU", 0.0) for n in ray.nodes() if n.get("Alive"))
+    # never more threads in total than cores: concurrent trials share them evenly
+    return float(max(1, min(largest, math.floor(cpus / max(1, n_trials)))))
+
+
+def _new_tuner(tune: Any, trainable: Any, opts: SweepOptions, trials: list[dict],
+               study_dir: Path, max_t: int, max_concurrent: int | None,
+               recorder: Any) -> Any:
+    from ray.tune import CLIReporter
+    from ray.tune.schedulers import ASHAScheduler
+
+    # time unit = one report = check_every training steps; a trial can be pruned after
+    # grace_period reports, then at grace * rf**k reports (printed at start)
+    scheduler = ASHAScheduler(time_attr="training_iteration", metric="asha_score", mode="max",
+                              max_t=max_t, grace_period=min(opts.grace_period, max_t),
+                              reduction_factor=opts.reduction_factor)
+    reporter = CLIReporter(
+        parameter_columns={"trial/seed": "seed"},
+        metric_columns={"step": "step", "exact_match": "exact_match",
+                        "best_exact_match": "best", "status": "trainer"},
+        max_report_frequency=15, print_intermediate_tables=True)
+    return tune.Tuner(
+        trainable,
+        param_space={"trial": tune.grid_search(trials)},
+        tune_config=tune.TuneConfig(scheduler=scheduler, reuse_actors=True,
+                                    max_concurrent_trials=max_concurrent,
+                                    trial_name_creator=_trial_name,
+                                    trial_dirname_creator=_trial_dirname),
+        run_config=tune.RunConfig(
+            name="tune", storage_path=str(study_dir), callbacks=[recorder],
+            progress_reporter=reporter, verbose=1,
+            failure_config=tune.FailureConfig(max_failures=opts.max_failures),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1)),
+    )
+
+
+def _trial_name(trial: Any) -> str:
+    return trial.config["trial"]["label"]
+
+
+def _trial_dirname(trial: Any) -> str:
+    return f"{trial.config['trial']['label']}_{trial.trial_id}"
+
+
+def _announce(opts: SweepOptions, handle: Any, study_dir: Path, n: int, gpt: float,
+              cpt: float, max_concurrent: int | None, rungs: list[int]) -> None:
+    where = "local Ray started for this sweep" if handle.started_here else handle.address
+    print(f"addray: study '{opts.study}', {n} trials on {where}; {cpt:g} CPU"
+          f"{f' + {gpt:g} GPU' if gpt else ''} per trial"
+          f"{f', at most {max_concurrent} at once' if max_concurrent else ''}")
+    print(f"addray: results in {study_dir}/ (trials.csv, curves.csv, tune/)")
+    print(f"addray: ASHA compares trials at steps {rungs or 'none (budget below grace)'}")
+    if handle.dashboard_url:
+        print(f"addray: Ray dashboard at {handle.dashboard_url} (token from "
+              f"`ray get-auth-token`; see README)")
+    sys.stdout.flush()
+
+
+def print_summary(rows: list[dict[str, str]], study_dir: Path) -> None:
+    if not rows:
+        print(f"addray: no trial finished; results in {study_dir}")
+        return
+    print(f"\n{'trial config':<18} {'seed':>4} {'lr':>8} {'params':>9} {'status':<14} "
+          f"{'steps':>6} {'exact':>7} {'best':>7}")
+    for r in sorted(rows, key=lambda r: (r["config"], r["seed"], float(r["lr"]))):
+        em = f"{float(r['final_exact_match']):.2%}" if r["final_exact_match"] else "-"
+        best = f"{float(r['best_exact_match']):.2%}" if r["best_exact_match"] else "-"
+        print(f"{r['config']:<18} {r['seed']:>4} {float(r['lr']):>8.1e} {r['params']:>9} "
+              f"{r['status']:<14} {r['steps']:>6} {em:>7} {best:>7}")
+    print(f"addray: {len(rows)} trials recorded in {study_dir / 'trials.csv'}")
+
+
+def command_line() -> str:
+    return " ".join(shlex.quote(a) for a in [Path(sys.executable).name, *sys.argv])
+
+
+__all__ = ["ConfigError", "SweepError", "SweepOptions", "build_trials", "run_sweep"]

@@ -1,0 +1,67 @@
+import subprocess
+import sys
+
+import pytest
+
+from addray import predict
+from addray.checkpoint import CheckpointError
+from addray.data import DataError, make_datasets
+
+
+def _held_out(trained_small, n):
+    d = trained_small["config"].data
+    _, test = make_datasets(d.n_train, d.n_test, d.operand_max, d.base, d.seed)
+    pairs = []
+    for ex in test[:n]:
+        # base-10 prompt digits: a + b =
+        plus = ex["input"].index(d.base)
+        a = int("".join(map(str, ex["input"][:plus])))
+        b = int("".join(map(str, ex["input"][plus + 1:-1])))
+        pairs.append((a, b))
+    return pairs
+
+
+def test_answers_held_out_pairs(trained_small):
+    pairs = _held_out(trained_small, 200)
+    got = predict.answers(str(trained_small["dir"]), pairs)
+    right = sum(g == str(a + b) for g, (a, b) in zip(got, pairs, strict=True))
+    assert right >= 0.9 * len(pairs)
+
+
+def test_cli_single_pair_and_file(trained_small, tmp_path):
+    ckpt = str(trained_small["dir"] / "checkpoint.pt")
+    pairs = _held_out(trained_small, 20)
+    (tmp_path / "pairs.txt").write_text("".join(f"{a} {b}\n" for a, b in pairs))
+    proc = subprocess.run([sys.executable, "-m", "addray.predict", ckpt, "--file",
+                           str(tmp_path / "pairs.txt")], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.split()
+    assert len(lines) == 20
+    assert sum(line == str(a + b) for line, (a, b) in zip(lines, pairs, strict=True)) >= 17
+    a, b = pairs[0]
+    single = subprocess.run([sys.executable, "-m", "addray.predict", ckpt, str(a), str(b)],
+                            capture_output=True, text=True)
+    assert single.returncode == 0 and single.stdout.strip() == lines[0]
+
+
+def test_operands_outside_trained_range(trained_small):
+    with pytest.raises(DataError, match="trained on operands 0..99"):
+        predict.answers(str(trained_small["dir"]), [(5, 500)])
+
+
+def test_not_a_checkpoint(tmp_path):
+    junk = tmp_path / "junk.pt"
+    junk.write_text("hello")
+    with pytest.raises(CheckpointError, match="not an addray checkpoint"):
+        predict.answers(str(junk), [(1, 2)])
+    proc = subprocess.run([sys.executable, "-m", "addray.predict", str(junk), "1", "2"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and proc.stderr.startswith("error: ")
+    assert "Traceback" not in proc.stderr
+
+
+def test_bad_pairs_file_names_line(tmp_path, trained_small):
+    f = tmp_path / "pairs.txt"
+    f.write_text("1 2\n3 plus 4\n")
+    with pytest.raises(DataError, match=r"pairs.txt:2: expected two non-negative integers"):
+        predict.parse_pairs(str(f))

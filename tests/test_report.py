@@ -1,0 +1,101 @@
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from matplotlib import image
+
+from addray import report
+from addray import study_files as sf
+from addray.analysis import logistic
+
+
+def _png_ok(path):
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    pixels = image.imread(path)
+    assert pixels.shape[0] >= 300 and pixels.shape[1] >= 400
+    assert pixels.std() > 0.01  # not a blank canvas
+
+
+def test_report_from_a_real_smoke_sweep(smoke_results, tmp_path):
+    results, _ = smoke_results
+    md_path, summary = report.build(results, out=tmp_path, fmt="html")
+    md = md_path.read_text()
+    for section in report.SECTIONS:
+        assert f"## {section}" in md, section
+    for png in ("fit.png", "curves_phase1.png", "curves_phase2.png"):
+        _png_ok(tmp_path / png)
+        assert f"]({png})" in md
+    assert (tmp_path / "report.html").read_text().count("<table>") >= 4
+    # every trial's numbers appear as trials.csv has them
+    for study in ("phase1", "phase2"):
+        for r in sf.read_csv(results / study / "trials.csv"):
+            line = next(ln for ln in md.splitlines() if ln.startswith(f"| {r['config']} |"))
+            assert f"{float(r['final_exact_match']):.2%}" in line
+            params = int(r["params"])
+            shown = f"{params / 1e6:.2f}M" if params >= 1e6 else f"{params / 1e3:.1f}K"
+            assert shown in line
+    assert any("trials, best exact match" in s for s in summary)
+
+
+def _synthetic_study(root):
+    """A study over many sizes, a learning-rate grid and a width/depth pair."""
+    d = root / "synth"
+    d.mkdir(parents=True)
+    sf.write_study(d, {"study": "synth", "state": "finished", "command": "python sweeps/x.py"})
+    rows, curves, rng = [], [], np.random.default_rng(0)
+    sizes = {"phase1_tiny": (32, 2, 32_167), "phase1_lower": (64, 3, 163_367),
+             "phase2_deep": (128, 8, 1_612_903), "phase2_wide": (512, 2, 6_411_367)}
+    i = 0
+    for name, (d_model, layers, params) in sizes.items():
+        for lr in (1e-3, 3e-3):
+            for seed in range(2):
+                em = float(np.clip(logistic(np.log10(params), 2.5, 5.0) - (lr == 1e-3) * 0.1
+                                   + rng.normal(0, 0.01), 0, 1))
+                rows.append({"study": "synth", "trial_id": f"t{i}", "config": name,
+                             "d_model": d_model, "n_layers": layers, "params": params,
+                             "seed": seed, "lr": lr, "status": "completed", "steps": 1000,
+                             "max_steps": 1000, "best_exact_match": em,
+                             "final_exact_match": em, "wall_seconds": 60, "gpus": 0,
+                             "cpus": 2})
+                curves += [{"study": "synth", "trial_id": f"t{i}", "config": name,
+                            "seed": seed, "lr": lr, "step": s, "exact_match": em * s / 1000}
+                           for s in (500, 1000)]
+                i += 1
+    sf.write_csv(d / "trials.csv", sf.TRIAL_COLUMNS, rows)
+    sf.write_csv(d / "curves.csv", sf.CURVE_COLUMNS, curves)
+    return root
+
+
+def test_report_sections_computed_from_data(tmp_path):
+    root = _synthetic_study(tmp_path / "results")
+    md_path, summary = report.build(root)
+    md = md_path.read_text()
+    # 8 trials at the best lr (3e-3) of each config, drawn with N50 = 10^5
+    assert "Logistic fit in log10(parameters) over 8 trials" in md
+    fit_line = next(ln for ln in md.splitlines() if ln.startswith("Logistic fit"))
+    lo, hi = fit_line.split("N50 = ")[1].split("(95% CI ")[1].split(")")[0].split("–")
+    assert float(lo.rstrip("K")) <= 100.0 <= float(hi.rstrip("K"))
+    # best lr is 3e-3, the top of the grid: the report warns
+    assert md.count("best at the edge of the grid") == 4
+    # audit: counted parameters against the claims, and the wide/deep size confound
+    assert "phase1_lower: parameter count 253.0K does not hold: counted 163,367 (-35%)" in md
+    assert "phase2_wide has 4.0x the parameters of phase2_deep" in md
+    assert "the reference spends" in md and "CPU-core-hours" in md
+    assert any(s.startswith("fit: N50 =") for s in summary)
+
+
+@pytest.mark.parametrize("setup,message", [
+    (lambda d: None, "no studies found"),
+    (lambda d: (d / "readme.txt").write_text("not results"), "no studies found"),
+    (lambda d: (d / "s").mkdir() or (d / "s" / "trials.csv").write_text(
+        "study,trial_id,config,status,params\nx,t1,c,completed,100\nx,t2,c,compl"),
+     "truncated or corrupt"),
+])
+def test_bad_input_is_one_line_and_non_zero(tmp_path, setup, message):
+    setup(tmp_path)
+    proc = subprocess.run([sys.executable, "-m", "addray.report", str(tmp_path)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("error: ") and proc.stderr.count("\n") == 1
+    assert message in proc.stderr and str(tmp_path) in proc.stderr
