@@ -65,6 +65,7 @@ class TrainingConfig:
     device: str = "auto"  # auto | cpu | cuda
     pad_to: int | None = None  # pad every batch to this length (the reference pads to 32)
     eval_batch_size: int = 2048
+    time_budget_s: float | None = None  # stop (status time_limit) after this many seconds
 
 
 @dataclass
@@ -226,6 +227,8 @@ def validate(cfg: ExperimentConfig, source: str = "<config>") -> ExperimentConfi
           "must be > 0 and <= 1")
     check(t.warmup_steps >= 0, "training.warmup_steps", t.warmup_steps, "must be >= 0")
     check(t.grad_clip > 0, "training.grad_clip", t.grad_clip, "must be > 0")
+    check(t.time_budget_s is None or t.time_budget_s > 0, "training.time_budget_s",
+          t.time_budget_s, "must be null or > 0")
     check(t.device in ("auto", "cpu", "cuda"), "training.device", t.device,
           "must be one of auto, cpu, cuda")
     check(t.pad_to is None or t.pad_to >= longest, "training.pad_to", t.pad_to,

@@ -22,6 +22,7 @@ import pandas as pd  # noqa: E402
 
 from addray import analysis as an  # noqa: E402
 from addray import cli  # noqa: E402
+from addray import study_files as sf  # noqa: E402
 from addray.reference import CLAIMS, MINIMUM_VIABLE_PARAMS, WIDTH_BEATS_DEPTH  # noqa: E402
 
 SECTIONS = ["Studies", "Results against the reference", "Exact match vs parameters",
@@ -139,7 +140,7 @@ def fit_section(doc: Doc, res: an.Results, out: Path) -> an.LogisticFit | None:
     doc.h("Exact match vs parameters")
     t = an.at_best_lr(an.terminal_trials(res.trials).dropna(
         subset=["params", "final_exact_match"]))
-    pruned = (t["status"] == "pruned").to_numpy()
+    pruned = t["status"].isin(sf.CENSORED_STATUSES).to_numpy()
     fit = None
     try:
         fit = an.fit_logistic(t["params"], t["final_exact_match"], censored=pruned)
@@ -147,19 +148,19 @@ def fit_section(doc: Doc, res: an.Results, out: Path) -> an.LogisticFit | None:
         doc.p(f"No fit: {exc}.")
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for study, g in t.groupby("study"):
-        mask = g["status"] == "pruned"
+        mask = g["status"].isin(sf.CENSORED_STATUSES)
         pts = ax.scatter(g.loc[~mask, "params"], g.loc[~mask, "final_exact_match"],
                          label=study)
         ax.scatter(g.loc[mask, "params"], g.loc[mask, "final_exact_match"], marker="^",
                    facecolors="none", edgecolors=pts.get_facecolor(),
-                   label=f"{study} (pruned: lower bound)" if mask.any() else None)
+                   label=f"{study} (stopped early: lower bound)" if mask.any() else None)
     if fit is not None and len(t):
         xs = np.logspace(np.log10(t["params"].min()) - 0.3, np.log10(t["params"].max()) + 0.3)
         ax.plot(xs, fit.predict(xs), "k--", label="logistic fit")
         ci = fit.ci
         doc.p(f"Logistic fit in log10(parameters) over {fit.n_points} trials, each config "
-              f"at its best learning rate "
-              f"({fit.n_censored} pruned, counted as lower bounds): slope k = {fit.k:.2f}, "
+              f"at its best learning rate ({fit.n_censored} pruned or out of time, counted "
+              f"as lower bounds): slope k = {fit.k:.2f}, "
               f"N50 = {count(fit.n50)} (95% CI {count(ci.get('n50', (math.nan,))[0])}–"
               f"{count(ci.get('n50', (0, math.nan))[1])}), N99 = {count(fit.n99)} (95% CI "
               f"{count(ci.get('n99', (math.nan,))[0])}–{count(ci.get('n99', (0, math.nan))[1])}"
@@ -190,12 +191,12 @@ def curves_section(doc: Doc, res: an.Results, out: Path) -> None:
             c = c.sort_values("step")
             label = f"{c['config'].iloc[0]} s{c['seed'].iloc[0]:.0f} lr{c['lr'].iloc[0]:g}"
             (line,) = ax.plot(c["step"], c["exact_match"], label=label)
-            if status.get((study, trial_id)) == "pruned":
+            if status.get((study, trial_id)) in sf.CENSORED_STATUSES:
                 ax.plot(c["step"].iloc[-1], c["exact_match"].iloc[-1], "x", ms=10,
                         color=line.get_color())
         ax.set_xlabel("training step")
         ax.set_ylabel("held-out exact match")
-        ax.set_title(f"{study} (x = pruned by ASHA)")
+        ax.set_title(f"{study} (x = pruned by ASHA or out of time)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
         fig.tight_layout()

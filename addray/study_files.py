@@ -6,8 +6,10 @@
     RESULTS/<study>/tune/        Ray Tune's experiment folder, untouched
 
 Trial status is one of: completed (ran max_steps), early_stopped (patience or exact
-match 1.0), pruned (stopped by the ASHA scheduler), diverged (non-finite loss),
-errored (raised after all retries), running (not finished when last written).
+match 1.0), pruned (stopped by the ASHA scheduler), time_limit (ran out of its
+training.time_budget_s), diverged (non-finite loss), errored (raised after all
+retries), running (not finished when last written). Pruned and time_limit trials
+stopped before their step budget: their accuracy is a lower bound (censored).
 """
 
 from __future__ import annotations
@@ -30,8 +32,10 @@ CURVE_COLUMNS = [
     "exact_match", "token_accuracy", "lr_now", "examples_per_s", "elapsed_s", "node",
     "timestamp",
 ]
-STATUSES = ("completed", "early_stopped", "pruned", "diverged", "errored", "running")
-FINAL_STATUSES = ("completed", "early_stopped", "pruned", "diverged")
+STATUSES = ("completed", "early_stopped", "pruned", "time_limit", "diverged", "errored",
+            "running")
+FINAL_STATUSES = ("completed", "early_stopped", "pruned", "time_limit", "diverged")
+CENSORED_STATUSES = ("pruned", "time_limit")
 
 
 def write_atomic(path: Path, text: str) -> None:

@@ -83,11 +83,11 @@ def build_trials(opts: SweepOptions) -> list[dict[str, Any]]:
     return trials
 
 
-def asha_rungs(max_t: int, grace: int, rf: int, check_every: int) -> list[int]:
+def asha_rungs(max_steps: int, grace_steps: int, rf: int) -> list[int]:
     """Training steps at which ASHA compares trials (for the start-up message)."""
-    rungs, t = [], grace
-    while t < max_t:
-        rungs.append(t * check_every)
+    rungs, t = [], grace_steps
+    while t < max_steps:
+        rungs.append(t)
         t *= rf
     return rungs
 
@@ -114,7 +114,6 @@ def run_sweep(opts: SweepOptions) -> list[dict[str, str]]:
     trials = build_trials(opts)
     check_every = trials[0]["config"]["training"]["check_every"]
     max_steps = max(t["config"]["training"]["max_steps"] for t in trials)
-    max_t = math.ceil(max_steps / check_every)
 
     handle = cluster.connect(opts.address, dashboard=opts.dashboard,
                              dashboard_host=opts.dashboard_host,
@@ -137,21 +136,26 @@ def run_sweep(opts: SweepOptions) -> list[dict[str, str]]:
                     "resumed_with": opts.command}
         sf.write_study(study_dir, info)
         _announce(opts, handle, study_dir, len(trials), gpt, cpt, max_concurrent,
-                  asha_rungs(max_t, opts.grace_period, opts.reduction_factor, check_every))
+                  asha_rungs(max_steps, opts.grace_period * check_every, opts.reduction_factor))
 
         trainable = tune.with_resources(opts.trainable or run_trial, {"cpu": cpt, "gpu": gpt})
-        if opts.resume:
+        if opts.resume and tune.Tuner.can_restore(str(tune_dir)):
             tuner = tune.Tuner.restore(str(tune_dir), trainable=trainable,
                                        resume_unfinished=True, resume_errored=True)
         else:
-            tuner = _new_tuner(tune, trainable, opts, trials, study_dir, max_t,
-                               max_concurrent, StudyRecorder(str(study_dir), opts.study))
+            tuner = _new_tuner(tune, trainable, opts, trials, study_dir, max_steps,
+                               check_every, max_concurrent,
+                               StudyRecorder(str(study_dir), opts.study))
         try:
-            tuner.fit()
+            grid = tuner.fit()
         except KeyboardInterrupt:
             sf.write_study(study_dir, {**info, "state": "interrupted"})
             raise
-        sf.write_study(study_dir, {**info, "state": "finished"})
+        # Tune answers Ctrl-C by stopping and returning: unfinished trials mean interrupted
+        done = grid.num_terminated + grid.num_errors == len(grid)
+        sf.write_study(study_dir, {**info, "state": "finished" if done else "interrupted"})
+        if not done:
+            print("addray: study interrupted; continue it with the same command and --resume")
     finally:
         cluster.shutdown(handle)
     rows = sf.read_csv(study_dir / "trials.csv")
@@ -171,15 +175,17 @@ def _default_cpus_per_trial(n_trials: int, gpus_per_trial: float) -> float:
 
 
 def _new_tuner(tune: Any, trainable: Any, opts: SweepOptions, trials: list[dict],
-               study_dir: Path, max_t: int, max_concurrent: int | None,
-               recorder: Any) -> Any:
+               study_dir: Path, max_steps: int, check_every: int,
+               max_concurrent: int | None, recorder: Any) -> Any:
     from ray.tune import CLIReporter
     from ray.tune.schedulers import ASHAScheduler
 
-    # time unit = one report = check_every training steps; a trial can be pruned after
-    # grace_period reports, then at grace * rf**k reports (printed at start)
-    scheduler = ASHAScheduler(time_attr="training_iteration", metric="asha_score", mode="max",
-                              max_t=max_t, grace_period=min(opts.grace_period, max_t),
+    # ASHA's clock is the training step itself (one report = check_every steps), not the
+    # report count: a trial's extra final report (time budget) must not count as a rung.
+    # A trial can be pruned after grace_period reports, then at grace * rf**k reports.
+    scheduler = ASHAScheduler(time_attr="step", metric="asha_score", mode="max",
+                              max_t=max_steps,
+                              grace_period=min(opts.grace_period * check_every, max_steps),
                               reduction_factor=opts.reduction_factor)
     reporter = CLIReporter(
         parameter_columns={"trial/seed": "seed"},

@@ -193,7 +193,8 @@ def train(config: ExperimentConfig, *, report: Report | None = None,
         state["step"] += 1
         steps_since += 1
         loss_sum += loss.detach()
-        if state["step"] % t.check_every and state["step"] != t.max_steps:
+        out_of_time = t.time_budget_s is not None and time.time() - t_start >= t.time_budget_s
+        if state["step"] % t.check_every and state["step"] != t.max_steps and not out_of_time:
             continue
 
         # ---- evaluation, early stopping, checkpoint, report
@@ -211,6 +212,8 @@ def train(config: ExperimentConfig, *, report: Report | None = None,
             status, reason = _early_stop(state, metrics, t)
             if status == "running" and state["step"] >= t.max_steps:
                 status, reason = "completed", "max_steps"
+            elif status == "running" and out_of_time:
+                status, reason = "time_limit", f"time budget of {t.time_budget_s:g} s"
         metrics.update(params=params, best_exact_match=state["best_exact_match"],
                        elapsed_s=time.time() - t_start, status=status, stop_reason=reason,
                        device=str(device))

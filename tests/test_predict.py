@@ -1,11 +1,14 @@
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from addray import predict
-from addray.checkpoint import CheckpointError
-from addray.data import DataError, make_datasets
+from addray.checkpoint import CheckpointError, load_checkpoint
+from addray.data import DataError, from_tokens, make_datasets
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def _held_out(trained_small, n):
@@ -65,3 +68,19 @@ def test_bad_pairs_file_names_line(tmp_path, trained_small):
     f.write_text("1 2\n3 plus 4\n")
     with pytest.raises(DataError, match=r"pairs.txt:2: expected two non-negative integers"):
         predict.parse_pairs(str(f))
+
+
+def test_committed_tuned_checkpoint_answers_held_out_pairs():
+    # results/reference/tuned_phase1_lower: configs/tuned/phase1_lower.yaml trained on CPU
+    # (benchmarks/RESULTS.md); its held-out pairs are regenerated from the saved data seed
+    ckpt = ROOT / "results" / "reference" / "tuned_phase1_lower" / "checkpoint.pt"
+    payload = load_checkpoint(ckpt)
+    d = payload["config"]["data"]
+    _, test = make_datasets(d["n_train"], d["n_test"], d["operand_max"], d["base"], d["seed"])
+    pairs = []
+    for ex in test[:1000]:
+        plus = ex["input"].index(100)
+        pairs.append((from_tokens(ex["input"][:plus]), from_tokens(ex["input"][plus + 1:-1])))
+    got = predict.answers(str(ckpt), pairs)
+    right = sum(g == str(a + b) for g, (a, b) in zip(got, pairs, strict=True))
+    assert right >= 990, right

@@ -125,3 +125,13 @@ def test_batch_larger_than_training_set_is_an_error():
     cfg = small_config(training={"batch_size": 9000})
     with pytest.raises(ConfigError, match="training.batch_size = 9000"):
         train(cfg, num_threads=1)
+
+
+def test_time_budget_stops_with_a_final_evaluation():
+    cfg = small_config(training={"max_steps": 100_000, "check_every": 100_000,
+                                 "time_budget_s": 2.0})
+    result = train(cfg, num_threads=1)
+    assert result["status"] == "time_limit" and 0 < result["steps"] < 100_000
+    # the stop is evaluated and reported like any other evaluation
+    assert result["history"][-1]["step"] == result["steps"]
+    assert result["train_seconds"] < 10
