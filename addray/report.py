@@ -261,15 +261,22 @@ def audit_section(doc: Doc, res: an.Results, wd: pd.DataFrame) -> list[str]:
             verdict = "holds" if abs(off) <= 0.1 else "does not hold"
             lines.append(f"{name}: parameter count {count(claim.params)} {verdict}: counted "
                          f"{real:,.0f} ({off:+.0%}).")
-        done = an.terminal_trials(rows)
+        done = an.at_best_lr(an.terminal_trials(rows))
         if not done.empty:
-            best = done.groupby("lr")["final_exact_match"].mean()
-            em, lr = best.max(), best.idxmax()
+            em, lr = done["final_exact_match"].mean(), done["lr"].iloc[0]
             steps = done["steps"].max()
-            cmp = ("matches" if abs(em - claim.exact_match) <= 0.05 else
-                   "is above" if em > claim.exact_match else "is below")
-            lines.append(f"{name}: measured exact match {em:.2%} (lr {lr:g}, up to "
-                         f"{steps:.0f} steps) {cmp} the claimed {claim.exact_match:.2%}.")
+            cut = done["status"].isin(sf.CENSORED_STATUSES).any()
+            where = f"lr {lr:g}, {steps:.0f} of {done['max_steps'].max():.0f} steps"
+            if cut and em < claim.exact_match - 0.05:
+                # stopped early: a lower bound cannot show that a claim is too high
+                lines.append(f"{name}: {em:.2%} ({where}, stopped early: a lower bound) "
+                             f"neither confirms nor refutes the claimed "
+                             f"{claim.exact_match:.2%}.")
+            else:
+                cmp = ("matches" if abs(em - claim.exact_match) <= 0.05 else
+                       "is above" if em > claim.exact_match else "is below")
+                lines.append(f"{name}: measured exact match {em:.2%} ({where}) {cmp} the "
+                             f"claimed {claim.exact_match:.2%}.")
     small = an.terminal_trials(t)
     small = small[(small["params"] < MINIMUM_VIABLE_PARAMS) & (small["final_exact_match"] >= 0.9)]
     if not small.empty:

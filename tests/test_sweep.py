@@ -252,3 +252,29 @@ def test_multi_node_spread_and_node_loss(tmp_path):
     nodes = {c["node"] for c in sf.read_csv(study / "curves.csv")}
     assert len(nodes) >= 2  # trials ran on more than one node
     assert sum(int(r["retries"]) for r in rows) >= 1  # the lost trial ran again elsewhere
+
+
+def diverging_trial(params):
+    """Runs the real trial; seed 0's model outputs inf, so its loss is not finite."""
+    from addray import trainable, trainer
+
+    original = trainer.Transformer
+
+    class Exploding(original):
+        def forward(self, idx):
+            return super().forward(idx) * float("inf")
+
+    if params["trial"]["seed"] == 0:
+        trainer.Transformer = Exploding
+    try:
+        trainable.run_trial(params)
+    finally:
+        trainer.Transformer = original
+
+
+def test_diverged_trial_does_not_stop_the_study(tmp_path):
+    opts = _small_opts(tmp_path, max_steps=30, trainable=diverging_trial, cpus_per_trial=1,
+                       grace_period=100)
+    rows = {r["seed"]: r for r in run_sweep(opts)}
+    assert rows["0"]["status"] == "diverged" and rows["0"]["steps"] == "10"
+    assert rows["1"]["status"] == "completed" and rows["1"]["steps"] == "30"
