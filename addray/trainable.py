@@ -19,6 +19,7 @@ from typing import Any
 import ray
 from ray import tune
 
+from addray.checkpoint import FILENAME
 from addray.config import from_dict
 from addray.trainer import train
 
@@ -53,8 +54,10 @@ def run_trial(params: dict[str, Any]) -> None:
         # ASHA's metric: exact match, ties (all at 0% early on) broken by token accuracy;
         # the tie-break is below one example in a million, so it never reorders real gains
         score = metrics["exact_match"] + 1e-6 * metrics["token_accuracy"]
-        tune.report({**metrics, **labels, "asha_score": score},
-                    checkpoint=tune.Checkpoint.from_directory(str(work / "ckpt")))
+        # a diverged model is not saved: report its metrics without a checkpoint
+        saved = metrics["status"] != "diverged" and (work / "ckpt" / FILENAME).exists()
+        checkpoint = tune.Checkpoint.from_directory(str(work / "ckpt")) if saved else None
+        tune.report({**metrics, **labels, "asha_score": score}, checkpoint=checkpoint)
 
     try:
         result = train(cfg, report=report, checkpoint_dir=work / "ckpt", resume_from=resume,
