@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import socket
 from dataclasses import dataclass
 
 import ray
@@ -39,6 +40,7 @@ def connect(address: str | None, *, dashboard: bool, dashboard_host: str,
                        logging_level="warning", log_to_driver=True)
         started = True
     else:
+        _probe(address)
         try:
             ctx = ray.init(address=address, logging_level="warning")
         except ConnectionError as exc:
@@ -60,6 +62,21 @@ def connect(address: str | None, *, dashboard: bool, dashboard_host: str,
         url = f"http://{url}"
     return RayHandle(started_here=started, address=ctx.address_info.get("address", ""),
                      dashboard_url=url)
+
+
+def _probe(address: str, timeout: float = 5.0) -> None:
+    """Fail at once if nothing listens at HOST:PORT (Ray itself retries for minutes)."""
+    if address == "auto" or "://" in address:
+        return
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ClusterError(f"--address {address}: expected auto or HOST:PORT, e.g. "
+                           f"10.0.0.5:6379")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise ClusterError(f"--address {address}: no Ray cluster answers there "
+                           f"({exc.strerror or exc})") from None
 
 
 def shutdown(handle: RayHandle) -> None:

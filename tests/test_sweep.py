@@ -137,6 +137,11 @@ def test_bad_sweep_options(tmp_path):
         run_sweep(_small_opts(tmp_path, resume=True))
     proc = _sweep("phase1.py", "--lr", "1e-4,abc", timeout=60)
     assert proc.returncode == 2 and "expected numbers separated by commas" in proc.stderr
+    # nothing listens on port 1: a one-line error at once, not minutes of Ray retries
+    proc = _sweep("phase1.py", "--smoke-test", "--address", "127.0.0.1:1", "--results",
+                  str(tmp_path), timeout=60)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().startswith("error: --address 127.0.0.1:1: no Ray cluster")
 
 
 def test_trials_cover_configs_seeds_and_lrs(tmp_path):
