@@ -160,6 +160,10 @@ class LogisticFit:
     n_points: int
     n_censored: int
     ci: dict[str, tuple[float, float]]  # 95% bootstrap intervals: k, n50, n99
+    measured: tuple[float, float] = (0.0, math.inf)  # smallest and largest model fitted
+
+    def extrapolated(self, n: float) -> bool:
+        return not self.measured[0] <= n <= self.measured[1]
 
     def params_for(self, level: float) -> float:
         """Parameters at which the curve reaches ``level`` (inf if it never does)."""
@@ -215,6 +219,9 @@ def fit_logistic(params: np.ndarray, accuracy: np.ndarray, censored: np.ndarray 
     if distinct < need:
         raise AnalysisError(f"a logistic fit{' with a ceiling' if ceiling else ''} needs at "
                             f"least {need} distinct model sizes; got {distinct}")
+    if np.nanmax(y) < 0.05:
+        raise AnalysisError(f"no model reached 5% exact match (best {np.nanmax(y):.2%}), so "
+                            f"there is no curve to fit")
     x = np.log10(params)
     p = _fit_once(x, y, cens, ceiling)
     rng = np.random.default_rng(seed)
@@ -226,7 +233,8 @@ def fit_logistic(params: np.ndarray, accuracy: np.ndarray, censored: np.ndarray 
         samples.append(_fit_once(x[idx], y[idx], cens[idx], ceiling))
     fit = LogisticFit(k=float(p[0]), log10_n50=float(p[1]),
                       ceiling=float(p[2]) if ceiling else 1.0, n_points=len(y),
-                      n_censored=int(cens.sum()), ci={})
+                      n_censored=int(cens.sum()), ci={},
+                      measured=(float(params.min()), float(params.max())))
     if samples:
         boots = [LogisticFit(float(s[0]), float(s[1]), float(s[2]) if ceiling else 1.0,
                              0, 0, {}) for s in samples]

@@ -165,7 +165,11 @@ def fit_section(doc: Doc, res: an.Results, out: Path) -> an.LogisticFit | None:
               f"{count(ci.get('n50', (0, math.nan))[1])}), N99 = {count(fit.n99)} (95% CI "
               f"{count(ci.get('n99', (math.nan,))[0])}–{count(ci.get('n99', (0, math.nan))[1])}"
               f"). Bootstrap over trials and seeds; N50/N99 are the parameters needed for "
-              f"50% and 99% exact match at these budgets.")
+              f"50% and 99% exact match at these budgets."
+              + "".join(f" {name} lies outside the measured sizes ({count(fit.measured[0])}"
+                        f"–{count(fit.measured[1])}): an extrapolation."
+                        for name, n in (("N50", fit.n50), ("N99", fit.n99))
+                        if fit.extrapolated(n)))
     ax.set_xscale("log")
     ax.set_xlabel("parameters (counted on the model)")
     ax.set_ylabel("held-out exact match")

@@ -147,3 +147,8 @@ def test_analysis_side_never_imports_ray():
     out = subprocess.run([sys.executable, "-c", "import json; " + code], capture_output=True,
                          text=True, check=True).stdout
     assert json.loads(out) == []
+
+
+def test_fit_refuses_data_without_signal():
+    with pytest.raises(an.AnalysisError, match="no model reached 5% exact match"):
+        an.fit_logistic([1e4, 1e5, 1e6, 1e7], [0.0, 0.01, 0.0, 0.02])
