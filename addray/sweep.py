@@ -104,7 +104,12 @@ def run_sweep(opts: SweepOptions) -> list[dict[str, str]]:
     from addray.trainable import run_trial
     from addray.tune_callback import StudyRecorder
 
-    study_dir = Path(opts.results).expanduser().resolve() / opts.study
+    results = Path(opts.results).expanduser().resolve()
+    if results.exists() and not results.is_dir():
+        raise SweepError(f"--results {opts.results}: is a file, not a folder")
+    if opts.cpus_per_trial is not None and opts.cpus_per_trial <= 0:
+        raise SweepError(f"--cpus-per-trial = {opts.cpus_per_trial:g}: must be > 0")
+    study_dir = results / opts.study
     tune_dir = study_dir / "tune"
     if opts.resume and not (study_dir / "study.json").exists():
         raise SweepError(f"{study_dir}: no study to resume (run without --resume first)")
@@ -119,10 +124,11 @@ def run_sweep(opts: SweepOptions) -> list[dict[str, str]]:
                              dashboard_host=opts.dashboard_host,
                              num_cpus=opts.num_cpus, num_gpus=opts.num_gpus)
     try:
+        cpt = opts.cpus_per_trial
         gpus, gpt, max_concurrent = cluster.plan_resources(opts.gpus, opts.gpus_per_trial,
-                                                           opts.cpus_per_trial or 1)
-        cpt = opts.cpus_per_trial or _default_cpus_per_trial(len(trials), gpt)
-        if opts.cpus_per_trial is None:
+                                                           cpt if cpt is not None else 1)
+        if cpt is None:
+            cpt = _default_cpus_per_trial(len(trials), gpt)
             cluster.plan_resources(gpus, gpt, cpt)
         study_dir.mkdir(parents=True, exist_ok=True)
         options = {k: v for k, v in asdict(opts).items() if k != "trainable"}

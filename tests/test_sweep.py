@@ -135,6 +135,11 @@ def test_bad_sweep_options(tmp_path):
         build_trials(_small_opts(tmp_path, seeds=0))
     with pytest.raises(SweepError, match="no study to resume"):
         run_sweep(_small_opts(tmp_path, resume=True))
+    with pytest.raises(SweepError, match="--cpus-per-trial = 0: must be > 0"):
+        run_sweep(_small_opts(tmp_path, cpus_per_trial=0))
+    (tmp_path / "afile").write_text("")
+    with pytest.raises(SweepError, match="is a file, not a folder"):
+        run_sweep(_small_opts(tmp_path / "afile"))
     proc = _sweep("phase1.py", "--lr", "1e-4,abc", timeout=60)
     assert proc.returncode == 2 and "expected numbers separated by commas" in proc.stderr
     # nothing listens on port 1: a one-line error at once, not minutes of Ray retries
@@ -193,11 +198,21 @@ def test_sigkill_driver_then_resume(tmp_path):
     assert any(t not in before and s >= 20 for t, s in progress.items()), progress
 
 
+def _run_patched(params, module, name, replacement):
+    """Run the real trial in this worker with ``module.name`` replaced, then restore it."""
+    from addray import trainable
+
+    original = getattr(module, name)
+    setattr(module, name, replacement)
+    try:
+        trainable.run_trial(params)
+    finally:
+        setattr(module, name, original)
+
+
 def flaky_trial(params):
     """Runs the real trial, but crashes once right after the first checkpoint at step 20."""
     from ray import tune
-
-    from addray import trainable
 
     original = tune.report
     first_attempt = tune.get_checkpoint() is None
@@ -207,11 +222,7 @@ def flaky_trial(params):
         if first_attempt and metrics.get("step") == 20:
             raise RuntimeError("injected crash after step 20")
 
-    tune.report = report
-    try:
-        trainable.run_trial(params)
-    finally:
-        tune.report = original
+    _run_patched(params, tune, "report", report)
 
 
 def test_crashed_trial_is_retried_from_checkpoint(tmp_path):
@@ -263,18 +274,14 @@ def diverging_trial(params):
     """Runs the real trial; seed 0's model outputs inf, so its loss is not finite."""
     from addray import trainable, trainer
 
-    original = trainer.Transformer
-
-    class Exploding(original):
+    class Exploding(trainer.Transformer):
         def forward(self, idx):
             return super().forward(idx) * float("inf")
 
     if params["trial"]["seed"] == 0:
-        trainer.Transformer = Exploding
-    try:
+        _run_patched(params, trainer, "Transformer", Exploding)
+    else:
         trainable.run_trial(params)
-    finally:
-        trainer.Transformer = original
 
 
 def test_diverged_trial_does_not_stop_the_study(tmp_path):
