@@ -324,6 +324,8 @@ def learning_rates(trials: pd.DataFrame) -> pd.DataFrame:
 def at_best_lr(trials: pd.DataFrame) -> pd.DataFrame:
     """The trials of each (study, config) at its best learning rate (mean final exact match),
     so architectures are compared at their best nuisance setting, not at one shared rate."""
+    if trials.empty:
+        return trials
     means = trials.groupby(["study", "config", "lr"])["final_exact_match"].mean().reset_index()
     best = means.loc[means.groupby(["study", "config"])["final_exact_match"].idxmax()]
     keys = set(zip(best["study"], best["config"], best["lr"], strict=True))
@@ -334,3 +336,45 @@ def at_best_lr(trials: pd.DataFrame) -> pd.DataFrame:
 def terminal_trials(trials: pd.DataFrame) -> pd.DataFrame:
     """Trials usable as results: finished or pruned (pruned ones are censored)."""
     return trials[trials["status"].isin(sf.FINAL_STATUSES)]
+
+
+# ---------------------------------------------------------------- phase 3 searches
+
+def search_studies(res: Results) -> dict[str, str | None]:
+    """Search studies (study.json kind "search") -> the study that re-ran their best
+    config with more seeds, if it is in these results."""
+    out = {}
+    for name, info in res.studies.items():
+        if info.get("kind") == "search":
+            confirm = info.get("confirm_study")
+            out[name] = confirm if confirm in res.studies else None
+    return out
+
+
+def grid_trials(res: Results) -> pd.DataFrame:
+    """Trials of the fixed-config studies only: a search's trials each use their own
+    settings and budget, so they stay out of the size fits and per-config tables."""
+    skip = {s for pair in search_studies(res).items() for s in pair if s}
+    return res.trials[~res.trials["study"].isin(skip)]
+
+
+def pareto_frontier(trials: pd.DataFrame) -> pd.DataFrame:
+    """Trials no other trial beats with at most as many parameters and at least as high
+    final exact match: sorted by parameters, each more accurate than every smaller one."""
+    t = terminal_trials(trials).dropna(subset=["params", "final_exact_match"])
+    t = t.sort_values(["params", "final_exact_match"], ascending=[True, False])
+    keep, best = [], -1.0
+    for idx, r in t.iterrows():
+        if r["final_exact_match"] > best:
+            keep.append(idx)
+            best = r["final_exact_match"]
+    return t.loc[keep]
+
+
+def smallest_above(trials: pd.DataFrame, threshold: float) -> pd.Series | None:
+    """The trial with the fewest parameters whose final exact match is >= threshold."""
+    t = terminal_trials(trials)
+    t = t[t["final_exact_match"] >= threshold]
+    if t.empty:
+        return None
+    return t.sort_values(["params", "final_exact_match"], ascending=[True, False]).iloc[0]

@@ -44,8 +44,12 @@ def connect(address: str | None, *, dashboard: bool, dashboard_host: str,
         try:
             ctx = ray.init(address=address, logging_level="warning")
         except ConnectionError as exc:
-            raise ClusterError(f"--address {address}: no Ray cluster answers there ({exc})") \
-                from None
+            # something listens there (probed): most often it refused this driver's token
+            raise ClusterError(
+                f"--address {address}: a server answers there but the Ray connection failed "
+                f"({exc}); most often the driver lacks the cluster's token: set "
+                f"RAY_AUTH_MODE=token and RAY_AUTH_TOKEN (or ~/.ray/auth_token) to the "
+                f"head's token (README, 'Ray token authentication')") from None
         except Exception as exc:
             text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             if "auth" in text.lower() or "token" in text.lower():
@@ -130,3 +134,57 @@ def plan_resources(gpus: float | None, gpus_per_trial: float | None,
         # --gpus caps the sweep even on a cluster with more GPUs
         max_concurrent = max(1, math.floor(gpus / gpus_per_trial + 1e-9))
     return gpus, gpus_per_trial, max_concurrent
+
+
+def wait_for_nodes(address: str, nodes: int, timeout: float) -> int:
+    """Block until the cluster at ``address`` has ``nodes`` alive nodes; return the count."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            _probe(address)
+            break
+        except ClusterError:
+            if time.monotonic() > deadline:
+                raise ClusterError(f"{address}: no Ray head answered within {timeout:g} s") \
+                    from None
+            time.sleep(2)
+    handle = connect(address, dashboard=False, dashboard_host="127.0.0.1")
+    try:
+        while True:
+            alive = sum(1 for n in ray.nodes() if n.get("Alive"))
+            if alive >= nodes:
+                return alive
+            if time.monotonic() > deadline:
+                raise ClusterError(f"{address}: {alive} of {nodes} nodes up after "
+                                   f"{timeout:g} s (see the workers' logs)")
+            time.sleep(2)
+    finally:
+        shutdown(handle)
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    p = argparse.ArgumentParser(prog="python -m addray.cluster",
+                                description="Cluster helpers for docker/entrypoint.sh.")
+    sub = p.add_subparsers(dest="command", required=True)
+    w = sub.add_parser("wait", help="wait until a Ray cluster has N alive nodes")
+    w.add_argument("address", help="HOST:PORT of the Ray head")
+    w.add_argument("--nodes", type=int, default=1, help="alive nodes to wait for")
+    w.add_argument("--timeout", type=float, default=300, help="seconds before giving up")
+    args = p.parse_args(argv)
+    if args.nodes < 1:
+        raise ClusterError(f"--nodes = {args.nodes}: must be >= 1")
+    alive = wait_for_nodes(args.address, args.nodes, args.timeout)
+    print(f"addray: {alive} Ray nodes up at {args.address}")
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    from addray import cli
+
+    cli.run(lambda: main(sys.argv[1:]))

@@ -26,8 +26,8 @@ from addray import study_files as sf  # noqa: E402
 from addray.reference import CLAIMS, MINIMUM_VIABLE_PARAMS, WIDTH_BEATS_DEPTH  # noqa: E402
 
 SECTIONS = ["Studies", "Results against the reference", "Exact match vs parameters",
-            "Learning curves", "Width vs depth", "Learning rates", "Compute",
-            "Reference audit"]
+            "Learning curves", "Width vs depth", "Learning rates", "Smallest model that adds",
+            "Compute", "Reference audit"]
 
 
 @dataclass
@@ -115,7 +115,7 @@ def reference_section(doc: Doc, res: an.Results) -> None:
     doc.p("Measured: final exact match on held-out pairs, mean ± std across seeds, at the "
           "best learning rate of each config. Reference: as published (its test set "
           "overlaps its training set and its answers sit in the inputs).")
-    stats = an.per_config(res.trials)
+    stats = an.per_config(an.grid_trials(res))
     best = stats.sort_values("exact_match").groupby(["study", "config"]).tail(1)
     for study, g in best.groupby("study"):
         rows = []
@@ -138,8 +138,11 @@ def reference_section(doc: Doc, res: an.Results) -> None:
 
 def fit_section(doc: Doc, res: an.Results, out: Path) -> an.LogisticFit | None:
     doc.h("Exact match vs parameters")
-    t = an.at_best_lr(an.terminal_trials(res.trials).dropna(
+    t = an.at_best_lr(an.terminal_trials(an.grid_trials(res)).dropna(
         subset=["params", "final_exact_match"]))
+    if t.empty:
+        doc.p("No fixed-config study (phase 1, phase 2) in these results.")
+        return None
     pruned = t["status"].isin(sf.CENSORED_STATUSES).to_numpy()
     fit = None
     try:
@@ -212,7 +215,7 @@ def curves_section(doc: Doc, res: an.Results, out: Path) -> None:
 
 def width_depth_section(doc: Doc, res: an.Results) -> pd.DataFrame:
     doc.h("Width vs depth")
-    wd = an.width_vs_depth(res.trials)
+    wd = an.width_vs_depth(an.grid_trials(res))
     if wd.empty:
         doc.p("No study holds a wider-and-shallower / narrower-and-deeper pair of configs.")
         return wd
@@ -229,7 +232,7 @@ def width_depth_section(doc: Doc, res: an.Results) -> pd.DataFrame:
 
 def lr_section(doc: Doc, res: an.Results) -> None:
     doc.h("Learning rates")
-    lr = an.learning_rates(res.trials)
+    lr = an.learning_rates(an.grid_trials(res))
     if lr.empty:
         doc.p("No study swept more than one learning rate for a config.")
         return
@@ -238,6 +241,78 @@ def lr_section(doc: Doc, res: an.Results) -> None:
                 f"{r['best_lr']:g}", pct(r["exact_match"]),
                 "best at the edge of the grid: widen it" if r["at_edge"] else ""]
                for r in lr.to_dict("records")])
+
+
+def search_section(doc: Doc, res: an.Results, out: Path) -> list[str]:
+    """Phase 3: every search trial by size and accuracy, the Pareto frontier, the smallest
+    model at the threshold with its extra seeds, against the reference's minimum size."""
+    doc.h("Smallest model that adds")
+    searches = an.search_studies(res)
+    if not searches:
+        doc.p("No search study in these results (`python sweeps/phase3_search.py`).")
+        return []
+    lines = []
+    for study, confirm in sorted(searches.items()):
+        info = res.studies[study]
+        threshold = float(info.get("threshold", 0.99))
+        t = an.terminal_trials(res.trials[res.trials["study"] == study])
+        front = an.pareto_frontier(t)
+        best = an.smallest_above(t, threshold)
+        fig, ax = plt.subplots(figsize=(7, 4.5))
+        cut = t["status"].isin(sf.CENSORED_STATUSES)
+        ax.scatter(t.loc[~cut, "params"], t.loc[~cut, "final_exact_match"], alpha=0.7,
+                   label=f"{study} trials")
+        ax.scatter(t.loc[cut, "params"], t.loc[cut, "final_exact_match"], marker="^",
+                   facecolors="none", edgecolors="C0", label="pruned / out of time")
+        ax.step(front["params"], front["final_exact_match"], where="post", color="C3",
+                label="Pareto frontier")
+        lower = CLAIMS["phase1_lower"]
+        ax.scatter([lower.params], [lower.exact_match], marker="s", color="k",
+                   label=f"reference 'minimum viable' ({count(lower.params)}, "
+                         f"{lower.exact_match:.1%})")
+        ax.axvline(MINIMUM_VIABLE_PARAMS, color="k", ls=":", lw=1)
+        ax.axhline(threshold, color="C2", ls="--", lw=1, label=f"{threshold:.0%}")
+        ax.set_xscale("log")
+        ax.set_xlabel("parameters (counted on the model)")
+        ax.set_ylabel("held-out exact match (final)")
+        ax.set_ylim(-0.03, 1.03)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        name = f"search_{study}.png"
+        fig.savefig(out / name, dpi=110)
+        plt.close(fig)
+        doc.p(f"**{study}**: {len(t)} trials ({info.get('state', 'unknown')}); objective: "
+              f"fewest parameters at >= {threshold:.0%} held-out exact match.")
+        doc.image(name, f"parameters vs exact match in {study}")
+        doc.table(["config", "params", "exact match", "lr", "batch", "status"],
+                  [[r["config"], f"{r['params']:,.0f}", pct(r["final_exact_match"]),
+                    f"{r['lr']:.2g}", f"{r['batch_size']:.0f}", r["status"]]
+                   for r in front.to_dict("records")])
+        if best is None:
+            lines.append(f"{study}: no trial reached {threshold:.0%} exact match.")
+            continue
+        seeds = [best]
+        if confirm:
+            c = an.terminal_trials(res.trials[res.trials["study"] == confirm])
+            seeds += [r for _, r in c.iterrows()]
+        ems = [float(r["final_exact_match"]) for r in seeds]
+        doc.table(["study", "seed", "params", "exact match", "steps", "status"],
+                  [[r["study"], f"{r['seed']:.0f}", f"{r['params']:,.0f}",
+                    pct(r["final_exact_match"]), f"{r['steps']:.0f}", r["status"]]
+                   for r in seeds])
+        doc.p(f"Smallest at >= {threshold:.0%}: {best['config']} (settings: "
+              f"`{best.get('suggestion', '') or '-'}`).")
+        held = sum(em >= threshold for em in ems)
+        lines.append(
+            f"{study}: {best['config']} with {best['params']:,.0f} parameters reached "
+            f"{best['final_exact_match']:.2%}; {held} of {len(ems)} seeds at >= {threshold:.0%} "
+            f"(min {min(ems):.2%}). The reference's minimum viable size "
+            f"(~{count(MINIMUM_VIABLE_PARAMS)}; its {count(lower.params)} model at "
+            f"{lower.exact_match:.1%}) is {MINIMUM_VIABLE_PARAMS / best['params']:.0f}x this.")
+    for line in lines:
+        doc.p("- " + line)
+    return lines
 
 
 def compute_section(doc: Doc, res: an.Results) -> pd.DataFrame:
@@ -325,6 +400,7 @@ def build(results_dir: str | Path, out: str | Path | None = None,
     curves_section(doc, res, out)
     wd = width_depth_section(doc, res)
     lr_section(doc, res)
+    search = search_section(doc, res, out)
     compute_section(doc, res)
     audit = audit_section(doc, res, wd)
     (out / "report.md").write_text(doc.markdown())
@@ -336,7 +412,7 @@ def build(results_dir: str | Path, out: str | Path | None = None,
                for name, info in sorted(res.studies.items())]
     if fit is not None:
         summary.append(f"fit: N50 = {count(fit.n50)}, N99 = {count(fit.n99)}")
-    summary += audit[:3]
+    summary += audit[:3] + search
     return out / "report.md", summary
 
 

@@ -4,12 +4,14 @@
     RESULTS/<study>/trials.csv   one row per trial, rewritten as trials finish
     RESULTS/<study>/curves.csv   one row per report (evaluation) of every trial
     RESULTS/<study>/tune/        Ray Tune's experiment folder, untouched
+    RESULTS/<study>/best.yaml, best.pt   a search (phase 3): the best trial's config and weights
 
 Trial status is one of: completed (ran max_steps), early_stopped (patience or exact
 match 1.0), pruned (stopped by the ASHA scheduler), time_limit (ran out of its
 training.time_budget_s), diverged (non-finite loss), errored (raised after all
 retries), running (not finished when last written). Pruned and time_limit trials
 stopped before their step budget: their accuracy is a lower bound (censored).
+A search's rows also hold the searcher's suggestion (JSON) and the objective's score.
 """
 
 from __future__ import annotations
@@ -25,12 +27,13 @@ TRIAL_COLUMNS = [
     "study", "trial_id", "config", "d_model", "n_layers", "n_heads", "d_ff", "params", "seed",
     "lr", "batch_size", "status", "stop_reason", "steps", "max_steps", "best_exact_match",
     "final_exact_match", "final_token_accuracy", "wall_seconds", "device", "node", "gpus",
-    "gpu_ids", "cpus", "retries", "error", "finished_at", "resolved_config",
+    "gpu_ids", "cpus", "retries", "error", "finished_at", "suggestion", "score",
+    "resolved_config",
 ]
 CURVE_COLUMNS = [
     "study", "trial_id", "config", "seed", "lr", "params", "step", "train_loss", "eval_loss",
     "exact_match", "token_accuracy", "lr_now", "examples_per_s", "elapsed_s", "node",
-    "timestamp",
+    "pid", "timestamp",
 ]
 STATUSES = ("completed", "early_stopped", "pruned", "time_limit", "diverged", "errored",
             "running")

@@ -75,9 +75,10 @@ def build_trials(opts: SweepOptions) -> list[dict[str, Any]]:
     for path in opts.configs:
         base = load_config(path, overrides)
         for lr in opts.lrs or [base.training.learning_rate]:
-            for seed in range(opts.seeds):
+            for i in range(opts.seeds):
                 cfg = load_config(path, {**overrides, "training.learning_rate": lr,
-                                         "training.seed": base.training.seed + seed})
+                                         "training.seed": base.training.seed + i})
+                seed = cfg.training.seed
                 trials.append({"label": f"{cfg.name}-s{seed}-lr{lr:g}", "name": cfg.name,
                                "seed": seed, "config": cfg.to_dict()})
     return trials
@@ -94,6 +95,45 @@ def asha_rungs(max_steps: int, grace_steps: int, rf: int) -> list[int]:
 
 def run_sweep(opts: SweepOptions) -> list[dict[str, str]]:
     """Run (or resume) a study; return its trials.csv rows."""
+    trials = build_trials(opts)
+    check_every = trials[0]["config"]["training"]["check_every"]
+    max_steps = max(t["config"]["training"]["max_steps"] for t in trials)
+
+    def make_tuner(tune: Any, trainable: Any, study_dir: Path, max_concurrent: int | None,
+                   recorder: Any, slots: int) -> Any:
+        return tune.Tuner(
+            trainable, param_space={"trial": tune.grid_search(trials)},
+            tune_config=tune.TuneConfig(
+                scheduler=asha(opts, "asha_score", max_steps, check_every), reuse_actors=True,
+                max_concurrent_trials=max_concurrent, trial_name_creator=_trial_name,
+                trial_dirname_creator=_trial_dirname),
+            run_config=run_config(tune, opts, study_dir, recorder))
+
+    return run_study(opts, len(trials), max_steps, check_every, make_tuner)
+
+
+def check_study_dir(opts: SweepOptions) -> Path:
+    """The study's folder, refusing a file as --results and a mix of two studies."""
+    results = Path(opts.results).expanduser().resolve()
+    if results.exists() and not results.is_dir():
+        raise SweepError(f"--results {opts.results}: is a file, not a folder")
+    if opts.cpus_per_trial is not None and opts.cpus_per_trial <= 0:
+        raise SweepError(f"--cpus-per-trial = {opts.cpus_per_trial:g}: must be > 0")
+    study_dir = results / opts.study
+    if opts.resume and not (study_dir / "study.json").exists():
+        raise SweepError(f"{study_dir}: no study to resume (run without --resume first)")
+    if not opts.resume and (study_dir / "study.json").exists():
+        raise SweepError(f"{study_dir}: already holds study '{opts.study}'; pass --resume to "
+                         f"continue it or --study NAME for a new one")
+    return study_dir
+
+
+def run_study(opts: SweepOptions, n_trials: int, max_steps: int, check_every: int,
+              make_tuner: Any, extra_info: dict[str, Any] | None = None,
+              time_budget_s: float | None = None) -> list[dict[str, str]]:
+    """Connect to Ray, plan resources, run (or restore) the tuner ``make_tuner`` builds,
+    keep study.json's state (finished: ``n_trials`` trials finished, or the time budget
+    ran out), shut down what was started; return trials.csv's rows."""
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the classic table shows our columns
     # one kept checkpoint per trial forces an experiment snapshot at every report, which
     # is what makes a killed driver resumable; Ray warns about it on every report
@@ -104,22 +144,8 @@ def run_sweep(opts: SweepOptions) -> list[dict[str, str]]:
     from addray.trainable import run_trial
     from addray.tune_callback import StudyRecorder
 
-    results = Path(opts.results).expanduser().resolve()
-    if results.exists() and not results.is_dir():
-        raise SweepError(f"--results {opts.results}: is a file, not a folder")
-    if opts.cpus_per_trial is not None and opts.cpus_per_trial <= 0:
-        raise SweepError(f"--cpus-per-trial = {opts.cpus_per_trial:g}: must be > 0")
-    study_dir = results / opts.study
+    study_dir = check_study_dir(opts)
     tune_dir = study_dir / "tune"
-    if opts.resume and not (study_dir / "study.json").exists():
-        raise SweepError(f"{study_dir}: no study to resume (run without --resume first)")
-    if not opts.resume and (study_dir / "study.json").exists():
-        raise SweepError(f"{study_dir}: already holds study '{opts.study}'; pass --resume to "
-                         f"continue it or --study NAME for a new one")
-    trials = build_trials(opts)
-    check_every = trials[0]["config"]["training"]["check_every"]
-    max_steps = max(t["config"]["training"]["max_steps"] for t in trials)
-
     handle = cluster.connect(opts.address, dashboard=opts.dashboard,
                              dashboard_host=opts.dashboard_host,
                              num_cpus=opts.num_cpus, num_gpus=opts.num_gpus)
@@ -128,12 +154,12 @@ def run_sweep(opts: SweepOptions) -> list[dict[str, str]]:
         gpus, gpt, max_concurrent = cluster.plan_resources(opts.gpus, opts.gpus_per_trial,
                                                            cpt if cpt is not None else 1)
         if cpt is None:
-            cpt = _default_cpus_per_trial(len(trials), gpt)
+            cpt = _default_cpus_per_trial(n_trials, gpt)
             cluster.plan_resources(gpus, gpt, cpt)
         study_dir.mkdir(parents=True, exist_ok=True)
         options = {k: v for k, v in asdict(opts).items() if k != "trainable"}
         info = {"study": opts.study, "command": opts.command, "state": "running",
-                "trials": len(trials), "options": options,
+                "trials": n_trials, "options": options, **(extra_info or {}),
                 "resources": {"gpus": gpus, "gpus_per_trial": gpt, "cpus_per_trial": cpt,
                               "max_concurrent": max_concurrent},
                 "started_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
@@ -141,24 +167,32 @@ def run_sweep(opts: SweepOptions) -> list[dict[str, str]]:
             info = {**sf.read_study(study_dir), "state": "running",
                     "resumed_with": opts.command}
         sf.write_study(study_dir, info)
-        _announce(opts, handle, study_dir, len(trials), gpt, cpt, max_concurrent,
+        _announce(opts, handle, study_dir, n_trials, gpt, cpt, max_concurrent,
                   asha_rungs(max_steps, opts.grace_period * check_every, opts.reduction_factor))
 
         trainable = tune.with_resources(opts.trainable or run_trial, {"cpu": cpt, "gpu": gpt})
         if opts.resume and tune.Tuner.can_restore(str(tune_dir)):
+            # the searcher's state (phase 3) is restored with the experiment
             tuner = tune.Tuner.restore(str(tune_dir), trainable=trainable,
                                        resume_unfinished=True, resume_errored=True)
         else:
-            tuner = _new_tuner(tune, trainable, opts, trials, study_dir, max_steps,
-                               check_every, max_concurrent,
-                               StudyRecorder(str(study_dir), opts.study))
+            # trials that fit at once: the GPU cap, else CPUs / CPUs per trial
+            slots = max_concurrent or max(1, math.floor(_cluster_cpus() / cpt + 1e-9))
+            tuner = make_tuner(tune, trainable, study_dir, max_concurrent,
+                               StudyRecorder(str(study_dir), opts.study), slots)
+        t_fit = time.time()
         try:
             grid = tuner.fit()
         except KeyboardInterrupt:
             sf.write_study(study_dir, {**info, "state": "interrupted"})
             raise
-        # Tune answers Ctrl-C by stopping and returning: unfinished trials mean interrupted
-        done = grid.num_terminated + grid.num_errors == len(grid)
+        # Tune answers Ctrl-C by stopping and returning: count what trials.csv holds as
+        # finished (a searcher's grid only knows the trials it has started so far)
+        finished = [r for r in sf.read_csv(study_dir / "trials.csv")
+                    if r["status"] in (*sf.FINAL_STATUSES, "errored")]
+        budget = time_budget_s is not None and time.time() - t_fit >= time_budget_s
+        done = (grid.num_terminated + grid.num_errors == len(grid)
+                and ((n_trials and len(finished) >= n_trials) or budget))
         sf.write_study(study_dir, {**info, "state": "finished" if done else "interrupted"})
         if not done:
             print("addray: study interrupted; continue it with the same command and --resume")
@@ -169,48 +203,50 @@ def run_sweep(opts: SweepOptions) -> list[dict[str, str]]:
     return rows
 
 
+def _cluster_cpus() -> float:
+    import ray
+
+    return ray.cluster_resources().get("CPU", 1.0)
+
+
 def _default_cpus_per_trial(n_trials: int, gpus_per_trial: float) -> float:
     import ray
 
     if gpus_per_trial > 0:
         return 1.0
-    cpus = ray.cluster_resources().get("CPU", 1.0)
+    cpus = _cluster_cpus()
     largest = max(n["Resources"].get("CPU", 0.0) for n in ray.nodes() if n.get("Alive"))
     # never more threads in total than cores: concurrent trials share them evenly
     return float(max(1, min(largest, math.floor(cpus / max(1, n_trials)))))
 
 
-def _new_tuner(tune: Any, trainable: Any, opts: SweepOptions, trials: list[dict],
-               study_dir: Path, max_steps: int, check_every: int,
-               max_concurrent: int | None, recorder: Any) -> Any:
-    from ray.tune import CLIReporter
+def asha(opts: SweepOptions, metric: str, max_steps: int, check_every: int) -> Any:
+    """ASHA whose clock is the training step itself (one report = check_every steps), not
+    the report count: a trial's extra final report (time budget) must not count as a rung.
+    A trial can be pruned after grace_period reports, then at grace * rf**k reports."""
     from ray.tune.schedulers import ASHAScheduler
 
-    # ASHA's clock is the training step itself (one report = check_every steps), not the
-    # report count: a trial's extra final report (time budget) must not count as a rung.
-    # A trial can be pruned after grace_period reports, then at grace * rf**k reports.
-    scheduler = ASHAScheduler(time_attr="step", metric="asha_score", mode="max",
-                              max_t=max_steps,
-                              grace_period=min(opts.grace_period * check_every, max_steps),
-                              reduction_factor=opts.reduction_factor)
+    return ASHAScheduler(time_attr="step", metric=metric, mode="max", max_t=max_steps,
+                         grace_period=min(opts.grace_period * check_every, max_steps),
+                         reduction_factor=opts.reduction_factor)
+
+
+def run_config(tune: Any, opts: SweepOptions, study_dir: Path, recorder: Any,
+               extra_columns: dict[str, str] | None = None) -> Any:
+    """Storage in the study folder, the live table, retries, one checkpoint per trial."""
+    from ray.tune import CLIReporter
+
     reporter = CLIReporter(
         parameter_columns={"trial/seed": "seed"},
         metric_columns={"step": "step", "exact_match": "exact_match",
-                        "best_exact_match": "best", "status": "trainer"},
+                        "best_exact_match": "best", **(extra_columns or {}),
+                        "status": "trainer"},
         max_report_frequency=15, print_intermediate_tables=True)
-    return tune.Tuner(
-        trainable,
-        param_space={"trial": tune.grid_search(trials)},
-        tune_config=tune.TuneConfig(scheduler=scheduler, reuse_actors=True,
-                                    max_concurrent_trials=max_concurrent,
-                                    trial_name_creator=_trial_name,
-                                    trial_dirname_creator=_trial_dirname),
-        run_config=tune.RunConfig(
-            name="tune", storage_path=str(study_dir), callbacks=[recorder],
-            progress_reporter=reporter, verbose=1,
-            failure_config=tune.FailureConfig(max_failures=opts.max_failures),
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=1)),
-    )
+    return tune.RunConfig(
+        name="tune", storage_path=str(study_dir), callbacks=[recorder],
+        progress_reporter=reporter, verbose=1,
+        failure_config=tune.FailureConfig(max_failures=opts.max_failures),
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=1))
 
 
 def _trial_name(trial: Any) -> str:
@@ -224,7 +260,8 @@ def _trial_dirname(trial: Any) -> str:
 def _announce(opts: SweepOptions, handle: Any, study_dir: Path, n: int, gpt: float,
               cpt: float, max_concurrent: int | None, rungs: list[int]) -> None:
     where = "local Ray started for this sweep" if handle.started_here else handle.address
-    print(f"addray: study '{opts.study}', {n} trials on {where}; {cpt:g} CPU"
+    count = f"{n} trials" if n else "trials until the time budget ends"
+    print(f"addray: study '{opts.study}', {count} on {where}; {cpt:g} CPU"
           f"{f' + {gpt:g} GPU' if gpt else ''} per trial"
           f"{f', at most {max_concurrent} at once' if max_concurrent else ''}")
     print(f"addray: results in {study_dir}/ (trials.csv, curves.csv, tune/)")

@@ -31,14 +31,17 @@ def _setting(text: str) -> tuple[str, Any]:
     return key.strip(), yaml.safe_load(value)
 
 
-def parser(study: str, description: str) -> argparse.ArgumentParser:
+def parser(study: str, description: str, grid: bool = True) -> argparse.ArgumentParser:
+    """The options every sweep script shares; ``grid`` adds --seeds and --lr."""
     p = argparse.ArgumentParser(description=description,
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     g = p.add_argument_group("what to run")
     g.add_argument("--study", default=study, help="study name: results go to RESULTS/STUDY/")
-    g.add_argument("--seeds", type=int, default=1, help="seeds per config and learning rate")
-    g.add_argument("--lr", type=_floats, help="learning-rate grid, e.g. 1e-4,1e-3,3e-3 "
-                   "(default: each config's own)")
+    if grid:
+        g.add_argument("--seeds", type=int, default=1, help="seeds per config and learning "
+                       "rate")
+        g.add_argument("--lr", type=_floats, help="learning-rate grid, e.g. 1e-4,1e-3,3e-3 "
+                       "(default: each config's own)")
     g.add_argument("--max-steps", type=int, help="override training.max_steps of every config")
     g.add_argument("--check-every", type=int, help="override training.check_every (steps "
                    "between evaluations; one ASHA time unit)")
@@ -73,23 +76,28 @@ def parser(study: str, description: str) -> argparse.ArgumentParser:
     return p
 
 
-def main(study: str, configs: list[str], description: str,
-         argv: list[str] | None = None) -> int:
-    args = parser(study, description).parse_args(argv)
+def common_options(args: argparse.Namespace) -> dict[str, Any]:
+    """SweepOptions fields from the shared options, checked."""
     for flag, value, low in (("--grace-period", args.grace_period, 1),
                              ("--reduction-factor", args.reduction_factor, 2),
                              ("--max-failures", args.max_failures, 0)):
         if value < low:
             raise SweepError(f"{flag} = {value}: must be >= {low}")
-    opts = SweepOptions(
-        study=args.study, configs=configs, seeds=args.seeds, lrs=args.lr,
-        results=args.results, gpus=args.gpus, gpus_per_trial=args.gpus_per_trial,
-        cpus_per_trial=args.cpus_per_trial, address=args.address, max_steps=args.max_steps,
-        check_every=args.check_every, overrides=dict(args.overrides),
-        grace_period=args.grace_period, reduction_factor=args.reduction_factor,
-        max_failures=args.max_failures, resume=args.resume, dashboard=args.dashboard,
-        dashboard_host=args.dashboard_host, smoke_test=args.smoke_test,
-        command=command_line())
+    return dict(
+        study=args.study, results=args.results, gpus=args.gpus,
+        gpus_per_trial=args.gpus_per_trial, cpus_per_trial=args.cpus_per_trial,
+        address=args.address, max_steps=args.max_steps, check_every=args.check_every,
+        overrides=dict(args.overrides), grace_period=args.grace_period,
+        reduction_factor=args.reduction_factor, max_failures=args.max_failures,
+        resume=args.resume, dashboard=args.dashboard, dashboard_host=args.dashboard_host,
+        smoke_test=args.smoke_test, command=command_line())
+
+
+def main(study: str, configs: list[str], description: str,
+         argv: list[str] | None = None) -> int:
+    args = parser(study, description).parse_args(argv)
+    opts = SweepOptions(configs=configs, seeds=args.seeds, lrs=args.lr,
+                        **common_options(args))
     rows = run_sweep(opts)
     return 0 if rows else 1
 

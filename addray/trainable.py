@@ -21,6 +21,7 @@ from ray import tune
 
 from addray.checkpoint import FILENAME
 from addray.config import from_dict
+from addray.search_space import search_score
 from addray.trainer import train
 
 
@@ -54,18 +55,21 @@ def run_trial(params: dict[str, Any]) -> None:
         # ASHA's metric: exact match, ties (all at 0% early on) broken by token accuracy;
         # the tie-break is below one example in a million, so it never reorders real gains
         score = metrics["exact_match"] + 1e-6 * metrics["token_accuracy"]
+        extra = {}
+        if "objective" in spec:  # a phase 3 search trial: the searcher's objective too
+            extra["search_score"] = search_score(metrics["exact_match"], metrics["params"],
+                                                 spec["objective"]["threshold"],
+                                                 metrics["token_accuracy"])
         # a diverged model is not saved: report its metrics without a checkpoint
         saved = metrics["status"] != "diverged" and (work / "ckpt" / FILENAME).exists()
         checkpoint = tune.Checkpoint.from_directory(str(work / "ckpt")) if saved else None
-        tune.report({**metrics, **labels, "asha_score": score}, checkpoint=checkpoint)
+        tune.report({**metrics, **labels, "asha_score": score, **extra}, checkpoint=checkpoint)
 
     try:
         result = train(cfg, report=report, checkpoint_dir=work / "ckpt", resume_from=resume,
                        num_threads=trial_cpus())
         if not reported and result["history"]:
             # restored from a checkpoint that had already finished: report its last state
-            last = result["history"][-1]
-            tune.report({**last, "status": result["status"], **labels,
-                         "asha_score": last["exact_match"]})
+            report({**result["history"][-1], "status": result["status"]})
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -81,7 +81,10 @@ class StudyRecorder(tune.Callback):
             "device": last.get("device", ""), "node": last.get("node", ""),
             "gpus": resources.get("GPU", 0), "gpu_ids": last.get("gpu_ids", ""),
             "cpus": resources.get("CPU", 0),
-            "retries": retries, "error": error, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "retries": retries, "error": error,
+            "suggestion": json.dumps(spec["sample"], sort_keys=True) if "sample" in spec else "",
+            "score": last.get("search_score", ""),
+            "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
             "resolved_config": json.dumps(cfg, sort_keys=True),
         }
 

@@ -152,3 +152,19 @@ def test_analysis_side_never_imports_ray():
 def test_fit_refuses_data_without_signal():
     with pytest.raises(an.AnalysisError, match="no model reached 5% exact match"):
         an.fit_logistic([1e4, 1e5, 1e6, 1e7], [0.0, 0.01, 0.0, 0.02])
+
+
+def test_pareto_frontier_and_smallest_above():
+    import pandas as pd
+
+    from addray.analysis import pareto_frontier, smallest_above
+
+    t = pd.DataFrame({"params": [100, 200, 300, 300, 400, 500],
+                      "final_exact_match": [0.5, 0.4, 0.9, 0.95, 0.99, 0.99],
+                      "status": ["completed", "completed", "completed", "pruned",
+                                 "completed", "running"]})
+    front = pareto_frontier(t)
+    assert front["params"].tolist() == [100, 300, 400]
+    assert front["final_exact_match"].tolist() == [0.5, 0.95, 0.99]
+    assert smallest_above(t, 0.99)["params"] == 400  # the running one is not a result
+    assert smallest_above(t, 0.999) is None

@@ -99,3 +99,57 @@ def test_bad_input_is_one_line_and_non_zero(tmp_path, setup, message):
     assert proc.returncode == 2
     assert proc.stderr.startswith("error: ") and proc.stderr.count("\n") == 1
     assert message in proc.stderr and str(tmp_path) in proc.stderr
+
+
+def _search_study(root, threshold=0.99):
+    """A search study whose smallest model at >= 99% has 5,000 parameters, with a
+    confirmation study of two more seeds; and a grid study beside it."""
+    import json
+
+    d = root / "search"
+    d.mkdir(parents=True)
+    sf.write_study(d, {"study": "search", "state": "finished", "kind": "search",
+                       "threshold": threshold, "confirm_study": "search-seeds"})
+    points = [(2_000, 0.40, "completed"), (3_000, 0.95, "completed"),
+              (5_000, 0.993, "completed"), (7_000, 0.30, "pruned"), (9_000, 0.999, "completed"),
+              (20_000, 0.9995, "early_stopped"), (4_000, 0.10, "pruned")]
+    rows = [{"study": "search", "trial_id": f"s{i}", "config": f"m{params}", "params": params,
+             "d_model": 16, "n_layers": 1, "seed": 0, "lr": 0.01, "batch_size": 256,
+             "status": status, "steps": 1000, "max_steps": 1000, "final_exact_match": em,
+             "best_exact_match": em, "wall_seconds": 10, "cpus": 1, "gpus": 0,
+             "suggestion": json.dumps({"d_model": 16})}
+            for i, (params, em, status) in enumerate(points)]
+    sf.write_csv(d / "trials.csv", sf.TRIAL_COLUMNS, rows)
+    c = root / "search-seeds"
+    c.mkdir()
+    sf.write_study(c, {"study": "search-seeds", "state": "finished"})
+    sf.write_csv(c / "trials.csv", sf.TRIAL_COLUMNS, [
+        {**rows[2], "study": "search-seeds", "trial_id": f"c{s}", "config": "smallest",
+         "seed": s, "final_exact_match": em} for s, em in ((1, 0.995), (2, 0.97))])
+    return root
+
+
+def test_search_section_frontier_smallest_and_seeds(tmp_path):
+    root = _synthetic_study(tmp_path / "results")
+    _search_study(root)
+    md_path, summary = report.build(root, out=tmp_path / "out")
+    md = md_path.read_text()
+    section = md.split("## Smallest model that adds")[1].split("\n## ")[0]
+    _png_ok(tmp_path / "out" / "search_search.png")
+    # the frontier: each more accurate than every smaller trial; pruned 7K/4K are not on it
+    front = [ln.split(" | ")[0].lstrip("| ") for ln in section.splitlines()
+             if ln.startswith("| m")]
+    assert front == ["m2000", "m3000", "m5000", "m9000", "m20000"]
+    assert "m5000 with 5,000 parameters reached 99.30%; 2 of 3 seeds at >= 99% (min 97.00%)" \
+        in section
+    assert "is 50x this" in section
+    # the search's trials stay out of the size fit of the grid study
+    assert "Logistic fit in log10(parameters) over 8 trials" in md
+    assert any("m5000 with 5,000 parameters" in s for s in summary)
+
+
+def test_search_section_without_a_model_at_the_threshold(tmp_path):
+    root = _search_study(tmp_path / "results", threshold=1.0)
+    md = report.build(root)[0].read_text()
+    assert "search: no trial reached 100% exact match." in md
+    assert "No fixed-config study (phase 1, phase 2) in these results." in md

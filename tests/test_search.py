@@ -1,0 +1,118 @@
+"""Phase 3's search driver on CPU: a smoke search end to end, and resume after SIGKILL
+with the searcher's history."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from addray import study_files as sf
+from addray.config import load_config
+from addray.search import best_row
+from tests.test_sweep import _kill_tree, kill_leftovers  # noqa: F401 (autouse fixture)
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPT = ROOT / "sweeps" / "phase3_search.py"
+SEARCHED = {"d_model", "n_layers", "n_heads", "d_ff_mult", "learning_rate", "batch_size",
+            "warmup_steps", "weight_decay", "dropout"}
+
+
+def _search(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True,
+                          text=True, timeout=timeout, cwd=ROOT)
+
+
+def _check_row_matches_suggestion(r: dict[str, str]) -> dict:
+    sample = json.loads(r["suggestion"])
+    assert set(sample) == SEARCHED
+    cfg = json.loads(r["resolved_config"])
+    assert cfg["model"]["d_model"] == sample["d_model"] == int(r["d_model"])
+    assert cfg["model"]["n_layers"] == sample["n_layers"] == int(r["n_layers"])
+    assert cfg["model"]["d_ff"] == sample["d_ff_mult"] * sample["d_model"] == int(r["d_ff"])
+    assert cfg["training"]["learning_rate"] == sample["learning_rate"] == float(r["lr"])
+    assert cfg["training"]["batch_size"] == sample["batch_size"]
+    assert cfg["training"]["warmup_steps"] == sample["warmup_steps"]
+    assert cfg["optimizer"]["weight_decay"] == sample["weight_decay"]
+    assert cfg["model"]["dropout"] == sample["dropout"]
+    return sample
+
+
+def test_smoke_search_end_to_end(tmp_path):
+    proc = _search("--smoke-test", "--results", str(tmp_path), "--confirm-seeds", "1")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    rows = sf.read_csv(tmp_path / "phase3" / "trials.csv")
+    assert len(rows) == 4 and len({r["trial_id"] for r in rows}) == 4
+    samples = [_check_row_matches_suggestion(r) for r in rows]
+    assert len({json.dumps(s, sort_keys=True) for s in samples}) == 4  # 4 suggestions
+    for r in rows:
+        assert r["status"] in sf.FINAL_STATUSES and r["score"] != ""
+        assert float(r["score"]) < 1  # a smoke budget reaches no model at 99%
+    info = sf.read_study(tmp_path / "phase3")
+    assert info["kind"] == "search" and info["state"] == "finished"
+    # the best trial's config and weights, and its re-run with another seed
+    best = best_row(rows)
+    saved = load_config(tmp_path / "phase3" / "best.yaml")
+    assert saved.to_dict()["model"] == json.loads(best["resolved_config"])["model"]
+    assert (tmp_path / "phase3" / "best.pt").stat().st_size > 0
+    seeds = sf.read_csv(tmp_path / "phase3-seeds" / "trials.csv")
+    assert len(seeds) == 1 and seeds[0]["config"] == "smallest"
+    assert seeds[0]["seed"] == str(int(best["seed"]) + 1)
+    assert int(seeds[0]["params"]) == int(best["params"])
+
+
+def test_best_row_prefers_threshold_then_size():
+    rows = [{"score": "0.95", "params": "100"}, {"score": "1.2", "params": "9000"},
+            {"score": "1.25", "params": "5000"}, {"score": "", "params": "10"}]
+    assert best_row(rows)["params"] == "5000"
+    assert best_row([{"score": "", "params": "1"}]) is None
+
+
+def test_bad_search_options(tmp_path):
+    for args, message in ((["--trials", "0"], "--trials = 0: must be > 0"),
+                          (["--confirm-seeds", "-1"], "--confirm-seeds = -1: must be >= 0"),
+                          (["--space", str(tmp_path / "none.yaml")], "no such search-space")):
+        proc = _search("--smoke-test", "--results", str(tmp_path), *args, timeout=60)
+        assert proc.returncode == 2 and message in proc.stderr, proc.stderr
+        assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("concurrent", ["1"])
+def test_sigkill_then_resume_keeps_searcher_history(tmp_path, concurrent):
+    # one trial at a time, pruning off, and the TPE sampler's random start-up is only 2
+    # trials: a searcher restarted from scratch would suggest trial 1's settings again
+    args = ["--smoke-test", "--results", str(tmp_path), "--trials", "5", "--max-concurrent",
+            concurrent, "--grace-period", "100", "--confirm-seeds", "0"]
+    study = tmp_path / "phase3"
+    driver = subprocess.Popen([sys.executable, str(SCRIPT), *args], cwd=ROOT,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 180
+        while time.time() < deadline and len(sf.read_csv(study / "trials.csv")) < 2:
+            time.sleep(0.1)
+    finally:
+        _kill_tree(driver.pid)
+    before = {r["trial_id"]: r for r in sf.read_csv(study / "trials.csv")}
+    assert 2 <= len(before) < 5, "kill must land after two trials and before the last"
+    proc = _search(*args, "--resume")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    rows = sf.read_csv(study / "trials.csv")
+    assert len(rows) == 5 and len({r["trial_id"] for r in rows}) == 5
+    for r in rows:
+        if r["trial_id"] in before:
+            assert r == before[r["trial_id"]]  # finished before the kill: not rerun
+    suggestions = [r["suggestion"] for r in rows]
+    assert len(set(suggestions)) == 5, "a suggestion was repeated after the resume"
+    # the state the resumed searcher saved holds every trial, those before the kill too
+    state = sorted((study / "tune").glob("searcher-state-*.pkl"), key=lambda p: p.stat().st_mtime)
+    with state[-1].open("rb") as f:
+        searcher = pickle.load(f)
+    ot_trials = searcher["_ot_study"].trials
+    assert len(ot_trials) == 5 and all(t.state.is_finished() for t in ot_trials)
+    told = {json.dumps(t.params, sort_keys=True) for t in ot_trials}
+    assert told == {json.dumps(json.loads(s), sort_keys=True) for s in suggestions}

@@ -1,0 +1,109 @@
+"""Phase 3's search space file and objective (no Ray)."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import pytest
+
+from addray.config import ConfigError
+from addray.search_space import OptunaSpace, load_space, search_score
+
+ROOT = Path(__file__).resolve().parent.parent
+SPACE = ROOT / "configs" / "phase3_search.yaml"
+
+
+def test_above_threshold_always_beats_below():
+    sizes = [10, 1_000, 9_999, 250_000, 10**9]
+    below = [0.0, 0.5, 0.9899, 0.98999999]
+    for small, big in itertools.product(sizes, sizes):
+        for em in below:
+            assert search_score(0.99, big, 0.99) > search_score(em, small, 0.99, 1.0)
+            assert search_score(1.0, big, 0.99) > search_score(em, small, 0.99, 1.0)
+
+
+def test_fewer_parameters_win_above_threshold():
+    scores = [search_score(0.995, n, 0.99) for n in (100, 5_000, 9_991, 10_000, 163_367, 10**8)]
+    assert scores == sorted(scores, reverse=True) and len(set(scores)) == len(scores)
+    # above the threshold, accuracy no longer matters: size decides
+    assert search_score(0.99, 5_000, 0.99) > search_score(1.0, 5_001, 0.99)
+
+
+def test_below_threshold_higher_accuracy_wins():
+    assert search_score(0.5, 10**6, 0.99) > search_score(0.4, 10, 0.99)
+    # token accuracy only breaks ties
+    assert search_score(0.3, 10, 0.99, 0.9) > search_score(0.3, 10, 0.99, 0.1)
+    assert search_score(0.3001, 10, 0.99, 0.0) > search_score(0.3, 10, 0.99, 1.0)
+
+
+def test_shipped_space_loads_and_maps_to_configs():
+    space = load_space(SPACE)
+    assert space.threshold == 0.99
+    cfg = space.config_for({"d_model": 24, "n_layers": 1, "n_heads": 2, "d_ff_mult": 2,
+                            "learning_rate": 0.01, "batch_size": 256, "warmup_steps": 300,
+                            "weight_decay": 0.01, "dropout": 0.0})
+    assert (cfg.model.d_model, cfg.model.n_layers, cfg.model.n_heads, cfg.model.d_ff) == (
+        24, 1, 2, 48)
+    assert (cfg.training.learning_rate, cfg.training.batch_size, cfg.training.warmup_steps) == (
+        0.01, 256, 300)
+    assert cfg.optimizer.weight_decay == 0.01 and cfg.model.dropout == 0.0
+    assert cfg.training.max_steps == 30000  # from fixed:
+    assert cfg.name == "24d-1L-2h-48ff"
+
+
+class _FakeTrial:
+    """Stands in for Optuna's trial: always the lowest choice or bound."""
+
+    def suggest_categorical(self, name, choices):
+        return choices[0]
+
+    def suggest_int(self, name, low, high, log=False):
+        return low
+
+    def suggest_float(self, name, low, high, log=False):
+        return low
+
+
+def test_optuna_space_returns_a_trial_spec():
+    spec = OptunaSpace(load_space(SPACE))(_FakeTrial())["trial"]
+    assert spec["sample"]["d_model"] == 8 and spec["config"]["model"]["d_ff"] == 8
+    assert spec["objective"] == {"threshold": 0.99}
+    assert spec["label"].startswith("8d-1L-1h-8ff")
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    (tmp_path / "base.yaml").write_text((ROOT / "configs" / "phase1_tiny.yaml").read_text())
+    path = tmp_path / "space.yaml"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("base: base.yaml\nspace: {d_model: {choices: [12, 16]}, n_heads: {choices: [4]}}\n",
+     "space allows {'d_model': 12, 'n_heads': 4}"),
+    ("base: base.yaml\nspace: {width: {choices: [8]}}\n", "space.width = "),
+    ("base: base.yaml\nspace: {learning_rate: {low: 0.1, high: 0.01}}\n",
+     "space.learning_rate.high = 0.01: must be > low (0.1)"),
+    ("base: base.yaml\nspace: {weight_decay: {low: 0, high: 0.1, log: true}}\n",
+     "space.weight_decay.low = 0.0: must be > 0 on a log scale"),
+    ("base: base.yaml\nspace: {n_layers: {low: 1.5, high: 3}}\n",
+     "space.n_layers.low = 1.5: must be an integer"),
+    ("base: base.yaml\nspace: {learning_rate: {low: 1.0e-3, high: 2}}\n",
+     "training.learning_rate = 2.0: must be > 0 and <= 1"),
+    ("base: missing.yaml\nspace: {n_layers: {low: 1, high: 2}}\n", "base = 'missing.yaml'"),
+    ("base: base.yaml\nobjective: {threshold: 1.5}\nspace: {n_layers: {low: 1, high: 2}}\n",
+     "objective.threshold = 1.5: must be > 0 and <= 1"),
+    ("base: base.yaml\nfixed: {training.max_step: 10}\nspace: {n_layers: {low: 1, high: 2}}\n",
+     "training.max_step"),
+    ("base: base.yaml\nspace: {}\n", "space = {}"),
+    ("base: base.yaml\nspace: {batch_size: {choices: []}}\n",
+     "space.batch_size.choices = []: must be a non-empty list"),
+])
+def test_bad_space_fails_loudly(tmp_path, text, expected):
+    path = _write(tmp_path, text)
+    with pytest.raises(ConfigError) as err:
+        load_space(path)
+    message = str(err.value)
+    assert str(path) in message and expected in message, message
+    assert "\n" not in message
