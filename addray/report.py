@@ -173,17 +173,22 @@ def fit_section(doc: Doc, res: an.Results, out: Path) -> an.LogisticFit | None:
                         f"–{count(fit.measured[1])}): an extrapolation."
                         for name, n in (("N50", fit.n50), ("N99", fit.n99))
                         if fit.extrapolated(n)))
+    _save_size_plot(fig, ax, out / "fit.png", "held-out exact match")
+    doc.image("fit.png", "exact match vs parameters")
+    return fit
+
+
+def _save_size_plot(fig: plt.Figure, ax: plt.Axes, path: Path, ylabel: str) -> None:
+    """Exact match against log-scaled parameters, written as a PNG."""
     ax.set_xscale("log")
     ax.set_xlabel("parameters (counted on the model)")
-    ax.set_ylabel("held-out exact match")
+    ax.set_ylabel(ylabel)
     ax.set_ylim(-0.03, 1.03)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(out / "fit.png", dpi=110)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
-    doc.image("fit.png", "exact match vs parameters")
-    return fit
 
 
 def curves_section(doc: Doc, res: an.Results, out: Path) -> None:
@@ -272,16 +277,8 @@ def search_section(doc: Doc, res: an.Results, out: Path) -> list[str]:
                          f"{lower.exact_match:.1%})")
         ax.axvline(MINIMUM_VIABLE_PARAMS, color="k", ls=":", lw=1)
         ax.axhline(threshold, color="C2", ls="--", lw=1, label=f"{threshold:.0%}")
-        ax.set_xscale("log")
-        ax.set_xlabel("parameters (counted on the model)")
-        ax.set_ylabel("held-out exact match (final)")
-        ax.set_ylim(-0.03, 1.03)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-        fig.tight_layout()
         name = f"search_{study}.png"
-        fig.savefig(out / name, dpi=110)
-        plt.close(fig)
+        _save_size_plot(fig, ax, out / name, "held-out exact match (final)")
         doc.p(f"**{study}**: {len(t)} trials ({info.get('state', 'unknown')}); objective: "
               f"fewest parameters at >= {threshold:.0%} held-out exact match.")
         doc.image(name, f"parameters vs exact match in {study}")

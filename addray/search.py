@@ -24,12 +24,12 @@ from addray import study_files as sf
 from addray.checkpoint import FILENAME
 from addray.search_space import SearchSpace, load_space
 from addray.sweep import (
-    SMOKE_OVERRIDES,
     SweepError,
     SweepOptions,
     _trial_dirname,
     _trial_name,
     asha,
+    command_overrides,
     run_config,
     run_study,
     run_sweep,
@@ -56,12 +56,7 @@ DEFAULT_TRIALS = 30
 def search_space(opts: SearchOptions) -> SearchSpace:
     """The space file, with --smoke-test / --max-steps / --check-every / --set applied."""
     space = load_space(opts.space)
-    extra = dict(SMOKE_OVERRIDES) if opts.smoke_test else {}
-    if opts.max_steps is not None:
-        extra["training.max_steps"] = opts.max_steps
-    if opts.check_every is not None:
-        extra["training.check_every"] = opts.check_every
-    extra.update(opts.overrides)
+    extra = command_overrides(opts)
     if extra:
         space.fixed.update(extra)
         space.source = f"{space.source} with {extra}"

@@ -61,16 +61,22 @@ class SweepOptions:
     trainable: Any = None  # None: addray.trainable.run_trial (tests pass a wrapper)
 
 
-def build_trials(opts: SweepOptions) -> list[dict[str, Any]]:
-    """One spec per (config, seed, lr): label, name, seed and resolved config dict."""
-    if opts.seeds < 1:
-        raise SweepError(f"--seeds = {opts.seeds}: must be >= 1")
+def command_overrides(opts: SweepOptions) -> dict[str, Any]:
+    """Config overrides from --smoke-test, --max-steps, --check-every and --set."""
     overrides = dict(SMOKE_OVERRIDES) if opts.smoke_test else {}
     if opts.max_steps is not None:
         overrides["training.max_steps"] = opts.max_steps
     if opts.check_every is not None:
         overrides["training.check_every"] = opts.check_every
     overrides.update(opts.overrides)
+    return overrides
+
+
+def build_trials(opts: SweepOptions) -> list[dict[str, Any]]:
+    """One spec per (config, seed, lr): label, name, seed and resolved config dict."""
+    if opts.seeds < 1:
+        raise SweepError(f"--seeds = {opts.seeds}: must be >= 1")
+    overrides = command_overrides(opts)
     trials = []
     for path in opts.configs:
         base = load_config(path, overrides)

@@ -109,7 +109,8 @@ def test_sigkill_then_resume_keeps_searcher_history(tmp_path, concurrent):
     suggestions = [r["suggestion"] for r in rows]
     assert len(set(suggestions)) == 5, "a suggestion was repeated after the resume"
     # the state the resumed searcher saved holds every trial, those before the kill too
-    state = sorted((study / "tune").glob("searcher-state-*.pkl"), key=lambda p: p.stat().st_mtime)
+    state = sorted((study / "tune").glob("searcher-state-*.pkl"))  # named by start time
+    assert len(state) == 2  # the first run's and the resumed run's
     with state[-1].open("rb") as f:
         searcher = pickle.load(f)
     ot_trials = searcher["_ot_study"].trials
