@@ -66,8 +66,9 @@ def _read_rows(path: Path, required: list[str]) -> list[dict[str, str]]:
 def _study_dirs(root: Path) -> list[Path]:
     if (root / "trials.csv").exists() or (root / "study.json").exists():
         return [root]
+    # shallow first: a study keeps its name, a copy deeper down is renamed after its path
     return sorted({p.parent for pattern in ("*/trials.csv", "*/study.json", "*/*/trials.csv")
-                   for p in root.glob(pattern)})
+                   for p in root.glob(pattern)}, key=lambda d: (len(d.parts), d))
 
 
 def load_results(root: str | Path) -> Results:
@@ -84,6 +85,9 @@ def load_results(root: str | Path) -> Results:
     for d in dirs:
         info = _read_study_json(d)
         name = info.get("study", d.name)
+        if name in results.studies:  # a copy of a study (results/reference/...): keep apart
+            name = str(d.relative_to(root)).replace("/", "-")
+            info["study"] = name
         trials = _read_rows(d / "trials.csv", ["trial_id", "config", "status", "params"]) \
             if (d / "trials.csv").exists() else []
         curves = _read_rows(d / "curves.csv", ["trial_id", "step", "exact_match"]) \

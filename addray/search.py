@@ -48,6 +48,7 @@ class SearchOptions(SweepOptions):
     max_concurrent: int | None = None  # None: as many as the resources allow
     sampler_seed: int = 0
     confirm_seeds: int = 2  # more seeds for the best config afterwards (0: none)
+    finish: bool = False  # end an existing search where it stands: save the best, confirm
 
 
 DEFAULT_TRIALS = 30
@@ -72,6 +73,8 @@ def run_search(opts: SearchOptions) -> list[dict[str, str]]:
             raise SweepError(f"{flag} = {value:g}: must be > 0")
     if opts.confirm_seeds < 0:
         raise SweepError(f"--confirm-seeds = {opts.confirm_seeds}: must be >= 0")
+    if opts.finish:
+        return finish_search(opts)
     space = search_space(opts)
     trials = opts.trials
     if trials is None:
@@ -113,15 +116,39 @@ def run_search(opts: SearchOptions) -> list[dict[str, str]]:
                      extra_info=info, time_budget_s=opts.time_budget_s)
     study_dir = Path(opts.results).expanduser().resolve() / opts.study
     if sf.read_study(study_dir).get("state") != "finished":
-        return rows  # interrupted: --resume continues the search, then saves and confirms
+        print("addray: --resume continues the search; --finish ends it where it stands "
+              "(saves the best trial so far and confirms it)")
+        return rows
+    conclude(opts, study_dir, rows)
+    return rows
+
+
+def finish_search(opts: SearchOptions) -> list[dict[str, str]]:
+    """End an interrupted (or finished) search as it stands: no new trials."""
+    study_dir = Path(opts.results).expanduser().resolve() / opts.study
+    if not (study_dir / "study.json").exists():
+        raise SweepError(f"{study_dir}: no search to finish (run without --finish first)")
+    info = sf.read_study(study_dir)
+    if info.get("kind") != "search":
+        raise SweepError(f"{study_dir}: study '{opts.study}' is not a search")
+    rows = sf.read_csv(study_dir / "trials.csv")
+    if info.get("state") != "finished":
+        sf.write_study(study_dir, {**info, "state": "finished",
+                                   "ended_early": f"--finish after {len(rows)} trials"})
+    print(f"addray: search '{opts.study}' ended with {len(rows)} finished trials")
+    conclude(opts, study_dir, rows)
+    return rows
+
+
+def conclude(opts: SearchOptions, study_dir: Path, rows: list[dict[str, str]]) -> None:
+    """Save the best trial's config and weights; train its config with more seeds."""
     best = best_row(rows)
     if best is None:
         print("addray: no trial finished; nothing to save or confirm")
-        return rows
+        return
     save_best(study_dir, best)
     if opts.confirm_seeds:
         confirm(opts, study_dir, best)
-    return rows
 
 
 def confirm_study(study: str) -> str:

@@ -93,7 +93,8 @@ class SearchSpace:
             key, kind = KEYS[name]
             out[key] = kind(value)
         if "d_ff_mult" in sample:
-            d_model = sample.get("d_model", self.base_config().model.d_model)
+            d_model = sample.get("d_model", self.fixed.get("model.d_model",
+                                                           self.base_config().model.d_model))
             out["model.d_ff"] = int(sample["d_ff_mult"]) * int(d_model)
         return out
 

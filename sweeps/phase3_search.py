@@ -31,10 +31,13 @@ def main(argv: list[str]) -> int:
     g.add_argument("--sampler-seed", type=int, default=0, help="seed of the TPE sampler")
     g.add_argument("--confirm-seeds", type=int, default=2, help="train the best config "
                    "again with this many more seeds (study STUDY-seeds; 0: skip)")
+    g.add_argument("--finish", action="store_true", help="end an interrupted search where "
+                   "it stands: no new trials; save the best trial so far and confirm it")
     args = p.parse_args(argv)
     opts = SearchOptions(space=args.space, trials=args.trials, time_budget_s=args.time_budget,
                          max_concurrent=args.max_concurrent, sampler_seed=args.sampler_seed,
-                         confirm_seeds=args.confirm_seeds, **sweep_cli.common_options(args))
+                         confirm_seeds=args.confirm_seeds, finish=args.finish,
+                         **sweep_cli.common_options(args))
     rows = run_search(opts)
     return 0 if rows else 1
 

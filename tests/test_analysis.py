@@ -168,3 +168,18 @@ def test_pareto_frontier_and_smallest_above():
     assert front["final_exact_match"].tolist() == [0.5, 0.95, 0.99]
     assert smallest_above(t, 0.99)["params"] == 400  # the running one is not a result
     assert smallest_above(t, 0.999) is None
+
+
+def test_a_copied_study_is_kept_apart(tmp_path):
+    from addray import study_files as sf
+    from addray.analysis import load_results
+
+    for where in (tmp_path / "s", tmp_path / "reference" / "s"):
+        where.mkdir(parents=True)
+        sf.write_study(where, {"study": "s", "state": "finished"})
+        sf.write_csv(where / "trials.csv", sf.TRIAL_COLUMNS,
+                     [{"study": "s", "trial_id": "t1", "config": "c", "status": "completed",
+                       "params": 10}])
+    res = load_results(tmp_path)
+    assert sorted(res.studies) == ["reference-s", "s"]
+    assert res.trials.groupby("study").size().to_dict() == {"reference-s": 1, "s": 1}

@@ -70,17 +70,23 @@ def test_bad_pairs_file_names_line(tmp_path, trained_small):
         predict.parse_pairs(str(f))
 
 
-def test_committed_tuned_checkpoint_answers_held_out_pairs():
-    # results/reference/tuned_phase1_lower: configs/tuned/phase1_lower.yaml trained on CPU
-    # (benchmarks/RESULTS.md); its held-out pairs are regenerated from the saved data seed
-    ckpt = ROOT / "results" / "reference" / "tuned_phase1_lower" / "checkpoint.pt"
+@pytest.mark.parametrize("ckpt,n,least", [
+    # configs/tuned/phase1_lower.yaml trained on CPU (benchmarks/RESULTS.md): 1,000 pairs
+    ("tuned_phase1_lower/checkpoint.pt", 1000, 990),
+    # phase 3's smallest model (configs/smallest.yaml, 7,879 parameters): all 10K pairs
+    ("phase3/best.pt", 10_000, 9900),
+])
+def test_committed_checkpoint_answers_held_out_pairs(ckpt, n, least):
+    # the held-out pairs are regenerated from the data seed saved in the checkpoint
+    ckpt = ROOT / "results" / "reference" / ckpt
     payload = load_checkpoint(ckpt)
     d = payload["config"]["data"]
     _, test = make_datasets(d["n_train"], d["n_test"], d["operand_max"], d["base"], d["seed"])
     pairs = []
-    for ex in test[:1000]:
+    for ex in test[:n]:
         plus = ex["input"].index(100)
         pairs.append((from_tokens(ex["input"][:plus]), from_tokens(ex["input"][plus + 1:-1])))
+    assert len(pairs) == n
     got = predict.answers(str(ckpt), pairs)
     right = sum(g == str(a + b) for g, (a, b) in zip(got, pairs, strict=True))
-    assert right >= 990, right
+    assert right >= least, right

@@ -117,3 +117,45 @@ def test_sigkill_then_resume_keeps_searcher_history(tmp_path, concurrent):
     assert len(ot_trials) == 5 and all(t.state.is_finished() for t in ot_trials)
     told = {json.dumps(t.params, sort_keys=True) for t in ot_trials}
     assert told == {json.dumps(json.loads(s), sort_keys=True) for s in suggestions}
+
+
+def test_finish_ends_an_interrupted_search_where_it_stands(tmp_path):
+    args = ["--smoke-test", "--results", str(tmp_path), "--trials", "6", "--max-concurrent",
+            "1", "--confirm-seeds", "0"]
+    study = tmp_path / "phase3"
+    proc = _search(*args, "--finish", timeout=60)
+    assert proc.returncode == 2 and "no search to finish" in proc.stderr, proc.stderr
+    driver = subprocess.Popen([sys.executable, str(SCRIPT), *args], cwd=ROOT,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 180
+        while time.time() < deadline and len(sf.read_csv(study / "trials.csv")) < 2:
+            time.sleep(0.1)
+    finally:
+        _kill_tree(driver.pid)
+    before = sf.read_csv(study / "trials.csv")
+    assert 2 <= len(before) < 6
+    proc = _search("--results", str(tmp_path), "--finish", "--confirm-seeds", "1")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert sf.read_csv(study / "trials.csv") == before  # no new trials
+    info = sf.read_study(study)
+    assert info["state"] == "finished"
+    assert info["ended_early"] == f"--finish after {len(before)} trials"
+    best = best_row(before)
+    assert json.loads(best["resolved_config"])["model"] == \
+        load_config(study / "best.yaml").to_dict()["model"]
+    seeds = sf.read_csv(tmp_path / "phase3-seeds" / "trials.csv")
+    assert len(seeds) == 1 and int(seeds[0]["params"]) == int(best["params"])
+
+
+def test_time_budget_ends_the_search_and_labels_cut_trials(tmp_path):
+    # trials far longer than the budget: Tune stops them when the budget ends
+    proc = _search("--smoke-test", "--results", str(tmp_path), "--time-budget", "15",
+                   "--max-steps", "100000", "--grace-period", "100000", "--confirm-seeds", "0")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "trials until the time budget ends" in proc.stdout
+    rows = sf.read_csv(tmp_path / "phase3" / "trials.csv")
+    assert rows and all(r["status"] == "time_limit" for r in rows), rows
+    assert all("time budget of 15 s ran out" in r["stop_reason"] for r in rows)
+    assert sf.read_study(tmp_path / "phase3")["state"] == "finished"
+    assert (tmp_path / "phase3" / "best.yaml").exists()

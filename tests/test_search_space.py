@@ -107,3 +107,18 @@ def test_bad_space_fails_loudly(tmp_path, text, expected):
     message = str(err.value)
     assert str(path) in message and expected in message, message
     assert "\n" not in message
+
+
+def test_d_ff_mult_follows_a_fixed_d_model(tmp_path):
+    # d_model fixed (not searched): d_ff is a multiple of the fixed width, not the base's
+    path = _write(tmp_path, "base: base.yaml\nfixed: {model.d_model: 16}\n"
+                            "space: {d_ff_mult: {choices: [1, 4]}}\n")
+    space = load_space(path)
+    assert space.config_for({"d_ff_mult": 4}).model.d_ff == 64
+    assert space.config_for({"d_ff_mult": 4, "d_model": 24}).model.d_ff == 96
+
+
+def test_shipped_spaces_load():
+    for name in ("phase3_search.yaml", "phase3_focused.yaml", "phase3_small.yaml",
+                 "phase3_long.yaml"):
+        assert load_space(ROOT / "configs" / name).dimensions
