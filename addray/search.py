@@ -35,6 +35,25 @@ from addray.sweep import (
     run_sweep,
 )
 
+
+def _limiter(searcher: Any, max_concurrent: int, budget_s: float | None) -> Any:
+    """ConcurrencyLimiter that stops suggesting once ``budget_s`` has passed: running
+    trials then finish normally and are recorded (Tune's own time_budget_s would cut
+    them off unrecorded)."""
+    import time
+
+    from ray.tune.search import ConcurrencyLimiter, Searcher
+
+    class Deadline(ConcurrencyLimiter):
+        def suggest(self, trial_id: str) -> Any:
+            started = self.__dict__.setdefault("_started", time.time())
+            if budget_s is not None and time.time() - started >= budget_s:
+                return Searcher.FINISHED
+            return super().suggest(trial_id)
+
+    return Deadline(searcher, max_concurrent=max_concurrent)
+
+
 # a search small enough to run end to end in about a minute on 2 CPU cores
 SMOKE_TRIALS = 4
 
@@ -77,16 +96,14 @@ def run_search(opts: SearchOptions) -> list[dict[str, str]]:
         return finish_search(opts)
     space = search_space(opts)
     trials = opts.trials
-    if trials is None:
-        trials = SMOKE_TRIALS if opts.smoke_test else (
-            None if opts.time_budget_s else DEFAULT_TRIALS)
+    if trials is None and not opts.time_budget_s:  # a time budget alone: open-ended
+        trials = SMOKE_TRIALS if opts.smoke_test else DEFAULT_TRIALS
     base = space.config_for({})
     max_steps, check_every = base.training.max_steps, base.training.check_every
 
     def make_tuner(tune: Any, trainable: Any, study_dir: Path, max_concurrent: int | None,
                    recorder: Any, slots: int) -> Any:
         import optuna
-        from ray.tune.search import ConcurrencyLimiter
         from ray.tune.search.optuna import OptunaSearch
 
         from addray.search_space import OptunaSpace
@@ -101,10 +118,9 @@ def run_search(opts: SearchOptions) -> list[dict[str, str]]:
         return tune.Tuner(
             trainable,
             tune_config=tune.TuneConfig(
-                search_alg=ConcurrencyLimiter(searcher, max_concurrent=limit),
+                search_alg=_limiter(searcher, limit, opts.time_budget_s),
                 scheduler=asha(opts, "search_score", max_steps, check_every),
-                num_samples=trials if trials is not None else -1,
-                time_budget_s=opts.time_budget_s, reuse_actors=True,
+                num_samples=trials if trials is not None else -1, reuse_actors=True,
                 trial_name_creator=_trial_name, trial_dirname_creator=_trial_dirname),
             run_config=run_config(tune, opts, study_dir, recorder, {"search_score": "score"}))
 

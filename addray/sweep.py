@@ -185,8 +185,7 @@ def run_study(opts: SweepOptions, n_trials: int, max_steps: int, check_every: in
             # trials that fit at once: the GPU cap, else CPUs / CPUs per trial
             slots = max_concurrent or max(1, math.floor(_cluster_cpus() / cpt + 1e-9))
             tuner = make_tuner(tune, trainable, study_dir, max_concurrent,
-                               StudyRecorder(str(study_dir), opts.study, time_budget_s),
-                               slots)
+                               StudyRecorder(str(study_dir), opts.study), slots)
         t_fit = time.time()
         try:
             grid = tuner.fit()

@@ -27,14 +27,9 @@ class StudyRecorder(tune.Callback):
     callback is unpickled, not constructed anew) never loses or duplicates rows.
     """
 
-    def __init__(self, study_dir: str, study: str, time_budget_s: float | None = None):
+    def __init__(self, study_dir: str, study: str):
         self.study_dir = study_dir
         self.study = study
-        self.time_budget_s = time_budget_s  # Tune's own budget for the whole experiment
-        self._started = time.time()
-
-    def setup(self, **info: Any) -> None:
-        self._started = time.time()  # Tune's budget restarts with each (resumed) run
 
     @property
     def _trials_csv(self) -> Path:
@@ -54,11 +49,7 @@ class StudyRecorder(tune.Callback):
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         status = (trial.last_result or {}).get("status", "running")
-        if status == "running":  # stopped from outside the trainer: ASHA or Tune's budget
-            over = (self.time_budget_s is not None
-                    and time.time() - self._started >= self.time_budget_s - 1)
-            status = "time_limit" if over else "pruned"
-        self._upsert(self._row(trial, status))
+        self._upsert(self._row(trial, "pruned" if status == "running" else status))
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._upsert(self._row(trial, "errored", error=_first_line(trial.error_file)))
@@ -72,9 +63,6 @@ class StudyRecorder(tune.Callback):
         previous = {r["trial_id"]: r for r in sf.read_csv(self._trials_csv)}
         retries = int(previous.get(trial.trial_id, {}).get("retries") or 0) + retries_delta
         reason = last.get("stop_reason", "")
-        if status == "time_limit" and last.get("status") == "running":
-            reason = (f"the search's time budget of {self.time_budget_s:g} s ran out at step "
-                      f"{last.get('step', 0)}")
         if status == "pruned":
             reason = (f"ASHA stopped it at step {last.get('step', 0)} with exact match "
                       f"{last.get('exact_match', 0.0):.4f}")
