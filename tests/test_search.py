@@ -43,6 +43,18 @@ def _check_row_matches_suggestion(r: dict[str, str]) -> dict:
     return sample
 
 
+def _sigkill_after_two_trials(args: list[str], study: Path) -> None:
+    """Start a search and SIGKILL it (and the Ray it started) once 2 trials are recorded."""
+    driver = subprocess.Popen([sys.executable, str(SCRIPT), *args], cwd=ROOT,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 180
+        while time.time() < deadline and len(sf.read_csv(study / "trials.csv")) < 2:
+            time.sleep(0.1)
+    finally:
+        _kill_tree(driver.pid)
+
+
 def test_smoke_search_end_to_end(tmp_path):
     proc = _search("--smoke-test", "--results", str(tmp_path), "--confirm-seeds", "1")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -89,14 +101,7 @@ def test_sigkill_then_resume_keeps_searcher_history(tmp_path, concurrent):
     args = ["--smoke-test", "--results", str(tmp_path), "--trials", "5", "--max-concurrent",
             concurrent, "--grace-period", "100", "--confirm-seeds", "0"]
     study = tmp_path / "phase3"
-    driver = subprocess.Popen([sys.executable, str(SCRIPT), *args], cwd=ROOT,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.time() + 180
-        while time.time() < deadline and len(sf.read_csv(study / "trials.csv")) < 2:
-            time.sleep(0.1)
-    finally:
-        _kill_tree(driver.pid)
+    _sigkill_after_two_trials(args, study)
     before = {r["trial_id"]: r for r in sf.read_csv(study / "trials.csv")}
     assert 2 <= len(before) < 5, "kill must land after two trials and before the last"
     proc = _search(*args, "--resume")
@@ -125,14 +130,7 @@ def test_finish_ends_an_interrupted_search_where_it_stands(tmp_path):
     study = tmp_path / "phase3"
     proc = _search(*args, "--finish", timeout=60)
     assert proc.returncode == 2 and "no search to finish" in proc.stderr, proc.stderr
-    driver = subprocess.Popen([sys.executable, str(SCRIPT), *args], cwd=ROOT,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.time() + 180
-        while time.time() < deadline and len(sf.read_csv(study / "trials.csv")) < 2:
-            time.sleep(0.1)
-    finally:
-        _kill_tree(driver.pid)
+    _sigkill_after_two_trials(args, study)
     before = sf.read_csv(study / "trials.csv")
     assert 2 <= len(before) < 6
     proc = _search("--results", str(tmp_path), "--finish", "--confirm-seeds", "1")
