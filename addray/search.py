@@ -13,12 +13,15 @@ trained again with more seeds in the study ``<study>-seeds``.
 from __future__ import annotations
 
 import dataclasses
+import json
 import shutil
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
+from ray.tune.search import ConcurrencyLimiter, Searcher
 
 from addray import study_files as sf
 from addray.checkpoint import FILENAME
@@ -36,22 +39,26 @@ from addray.sweep import (
 )
 
 
-def _limiter(searcher: Any, max_concurrent: int, budget_s: float | None) -> Any:
-    """ConcurrencyLimiter that stops suggesting once ``budget_s`` has passed: running
-    trials then finish normally and are recorded (Tune's own time_budget_s would cut
-    them off unrecorded)."""
-    import time
+class DeadlineLimiter(ConcurrencyLimiter):
+    """A ConcurrencyLimiter that stops suggesting once ``budget_s`` seconds have passed
+    since its first suggestion: running trials then finish normally and are recorded
+    (Tune's own time_budget_s cuts them off without a trials.csv row)."""
 
-    from ray.tune.search import ConcurrencyLimiter, Searcher
+    def __init__(self, searcher: Any, max_concurrent: int, budget_s: float | None):
+        super().__init__(searcher, max_concurrent=max_concurrent)
+        self.budget_s = budget_s
+        self.started: float | None = None
 
-    class Deadline(ConcurrencyLimiter):
-        def suggest(self, trial_id: str) -> Any:
-            started = self.__dict__.setdefault("_started", time.time())
-            if budget_s is not None and time.time() - started >= budget_s:
-                return Searcher.FINISHED
-            return super().suggest(trial_id)
+    def set_state(self, state: dict) -> None:
+        super().set_state(state)
+        self.started = None  # the budget counts per run: a resumed search gets it anew
 
-    return Deadline(searcher, max_concurrent=max_concurrent)
+    def suggest(self, trial_id: str) -> Any:
+        if self.started is None:
+            self.started = time.time()
+        if self.budget_s is not None and time.time() - self.started >= self.budget_s:
+            return Searcher.FINISHED
+        return super().suggest(trial_id)
 
 
 # a search small enough to run end to end in about a minute on 2 CPU cores
@@ -118,7 +125,7 @@ def run_search(opts: SearchOptions) -> list[dict[str, str]]:
         return tune.Tuner(
             trainable,
             tune_config=tune.TuneConfig(
-                search_alg=_limiter(searcher, limit, opts.time_budget_s),
+                search_alg=DeadlineLimiter(searcher, limit, opts.time_budget_s),
                 scheduler=asha(opts, "search_score", max_steps, check_every),
                 num_samples=trials if trials is not None else -1, reuse_actors=True,
                 trial_name_creator=_trial_name, trial_dirname_creator=_trial_dirname),
@@ -181,8 +188,6 @@ def best_row(rows: list[dict[str, str]]) -> dict[str, str] | None:
 
 def save_best(study_dir: Path, best: dict[str, str]) -> None:
     """best.yaml (the trial's resolved config) and best.pt (its last checkpoint)."""
-    import json
-
     cfg = json.loads(best["resolved_config"])
     cfg["name"] = "smallest"
     header = (f"# best trial of search '{best['study']}' ({best['trial_id']}): "

@@ -86,9 +86,14 @@ def test_best_row_prefers_threshold_then_size():
 
 
 def test_bad_search_options(tmp_path):
+    (tmp_path / "grid").mkdir()  # a phase 1/2 study, not a search
+    sf.write_study(tmp_path / "grid", {"study": "grid", "state": "finished"})
     for args, message in ((["--trials", "0"], "--trials = 0: must be > 0"),
                           (["--confirm-seeds", "-1"], "--confirm-seeds = -1: must be >= 0"),
-                          (["--space", str(tmp_path / "none.yaml")], "no such search-space")):
+                          (["--space", str(tmp_path / "none.yaml")], "no such search-space"),
+                          (["--time-budget", "-5"], "--time-budget = -5: must be > 0"),
+                          (["--max-concurrent", "0"], "--max-concurrent = 0: must be > 0"),
+                          (["--study", "grid", "--finish"], "study 'grid' is not a search")):
         proc = _search("--smoke-test", "--results", str(tmp_path), *args, timeout=60)
         assert proc.returncode == 2 and message in proc.stderr, proc.stderr
         assert "Traceback" not in proc.stderr
@@ -147,8 +152,8 @@ def test_finish_ends_an_interrupted_search_where_it_stands(tmp_path):
 
 
 def test_time_budget_stops_new_trials_and_lets_running_ones_finish(tmp_path):
-    # trials of ~5 s, a 10 s budget, no trial count: more than the two first trials
-    # start, then no new ones; the ones running at the deadline finish and are recorded
+    # no trial count: without the budget this search would never end (the 300 s timeout
+    # fails it); the trials running at the deadline finish and are recorded
     t0 = time.time()
     proc = _search("--smoke-test", "--results", str(tmp_path), "--time-budget", "10",
                    "--max-steps", "200", "--grace-period", "100000", "--confirm-seeds", "0",
@@ -157,7 +162,7 @@ def test_time_budget_stops_new_trials_and_lets_running_ones_finish(tmp_path):
     assert "trials until the time budget ends" in proc.stdout
     assert time.time() - t0 < 120
     rows = sf.read_csv(tmp_path / "phase3" / "trials.csv")
-    assert len(rows) >= 3, rows
+    assert len(rows) >= 2, rows  # the two started at once (more on an idle machine)
     assert all(r["status"] == "completed" and r["steps"] == "200" for r in rows), rows
     curves = sf.read_csv(tmp_path / "phase3" / "curves.csv")
     assert {c["trial_id"] for c in curves} == {r["trial_id"] for r in rows}  # none lost

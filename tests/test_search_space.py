@@ -122,3 +122,9 @@ def test_shipped_spaces_load():
     for name in ("phase3_search.yaml", "phase3_focused.yaml", "phase3_small.yaml",
                  "phase3_long.yaml"):
         assert load_space(ROOT / "configs" / name).dimensions
+
+
+def test_unreadable_space_file(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read the search-space file") as err:
+        load_space(tmp_path)  # a folder
+    assert str(tmp_path) in str(err.value)
