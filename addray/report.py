@@ -94,6 +94,8 @@ def pct(x: float) -> str:
 def count(n: float) -> str:
     if n is None or (isinstance(n, float) and not math.isfinite(n)):
         return "not reached" if n == math.inf else "-"
+    if n >= 1e9:  # only an extrapolated fit bound gets here
+        return f"{n:.1e}"
     return f"{n / 1e6:.2f}M" if n >= 1e6 else f"{n / 1e3:.1f}K" if n >= 1e3 else f"{n:.0f}"
 
 

@@ -25,13 +25,13 @@ from ray.tune.search import ConcurrencyLimiter, Searcher
 
 from addray import study_files as sf
 from addray.checkpoint import FILENAME
+from addray.scheduler import asha
 from addray.search_space import SearchSpace, load_space
 from addray.sweep import (
     SweepError,
     SweepOptions,
     _trial_dirname,
     _trial_name,
-    asha,
     command_overrides,
     run_config,
     run_study,
@@ -126,7 +126,10 @@ def run_search(opts: SearchOptions) -> list[dict[str, str]]:
             trainable,
             tune_config=tune.TuneConfig(
                 search_alg=DeadlineLimiter(searcher, limit, opts.time_budget_s),
-                scheduler=asha(opts, "search_score", max_steps, check_every),
+                # trials start over time, later ones better informed by TPE: judge each
+                # once per rung (Tune's ASHA), never re-judge an early trial against them
+                scheduler=asha("search_score", max_steps, check_every, opts.grace_period,
+                               opts.reduction_factor, catch_up=False),
                 num_samples=trials if trials is not None else -1, reuse_actors=True,
                 trial_name_creator=_trial_name, trial_dirname_creator=_trial_dirname),
             run_config=run_config(tune, opts, study_dir, recorder, {"search_score": "score"}))

@@ -90,27 +90,23 @@ def build_trials(opts: SweepOptions) -> list[dict[str, Any]]:
     return trials
 
 
-def asha_rungs(max_steps: int, grace_steps: int, rf: int) -> list[int]:
-    """Training steps at which ASHA compares trials (for the start-up message)."""
-    rungs, t = [], grace_steps
-    while t < max_steps:
-        rungs.append(t)
-        t *= rf
-    return rungs
-
-
 def run_sweep(opts: SweepOptions) -> list[dict[str, str]]:
     """Run (or resume) a study; return its trials.csv rows."""
     trials = build_trials(opts)
     check_every = trials[0]["config"]["training"]["check_every"]
     max_steps = max(t["config"]["training"]["max_steps"] for t in trials)
 
+    from addray.scheduler import asha
+
     def make_tuner(tune: Any, trainable: Any, study_dir: Path, max_concurrent: int | None,
                    recorder: Any, slots: int) -> Any:
         return tune.Tuner(
             trainable, param_space={"trial": tune.grid_search(trials)},
             tune_config=tune.TuneConfig(
-                scheduler=asha(opts, "asha_score", max_steps, check_every), reuse_actors=True,
+                # a grid's trials are all known: judge each at every rung it passed
+                scheduler=asha("asha_score", max_steps, check_every, opts.grace_period,
+                               opts.reduction_factor, catch_up=True),
+                reuse_actors=True,
                 max_concurrent_trials=max_concurrent, trial_name_creator=_trial_name,
                 trial_dirname_creator=_trial_dirname),
             run_config=run_config(tune, opts, study_dir, recorder))
@@ -147,6 +143,7 @@ def run_study(opts: SweepOptions, n_trials: int, max_steps: int, check_every: in
     from ray import tune
 
     from addray import cluster
+    from addray.scheduler import asha_rungs
     from addray.trainable import run_trial
     from addray.tune_callback import StudyRecorder
 
@@ -160,7 +157,7 @@ def run_study(opts: SweepOptions, n_trials: int, max_steps: int, check_every: in
         gpus, gpt, max_concurrent = cluster.plan_resources(opts.gpus, opts.gpus_per_trial,
                                                            cpt if cpt is not None else 1)
         if cpt is None:
-            cpt = _default_cpus_per_trial(n_trials, gpt)
+            cpt = _default_cpus_per_trial(n_trials, gpt, max_concurrent)
             cluster.plan_resources(gpus, gpt, cpt)
         study_dir.mkdir(parents=True, exist_ok=True)
         options = {k: v for k, v in asdict(opts).items() if k != "trainable"}
@@ -215,26 +212,29 @@ def _cluster_cpus() -> float:
     return ray.cluster_resources().get("CPU", 1.0)
 
 
-def _default_cpus_per_trial(n_trials: int, gpus_per_trial: float) -> float:
+def _default_cpus_per_trial(n_trials: int, gpus_per_trial: float,
+                            max_concurrent: int | None) -> float:
     import ray
 
+    nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
+    return default_cpus_per_trial(nodes, n_trials, gpus_per_trial, max_concurrent)
+
+
+def default_cpus_per_trial(nodes: list[dict[str, float]], n_trials: int,
+                           gpus_per_trial: float, max_concurrent: int | None = None) -> float:
+    """CPUs per trial when --cpus-per-trial is not given: a node's CPUs shared evenly among
+    the trials it runs at once, so concurrent trials never hold more threads than cores.
+    CPU trials: the cluster's CPUs over the trials, at most one node's. GPU trials: each
+    GPU node's CPUs over the trials its GPUs hold at once (the tightest GPU node); on one
+    H100 a 1-CPU GPU trial ran 11% slower than a 16-CPU one (benchmarks/RESULTS.md)."""
+    n = max(1, min(n_trials or 1, max_concurrent or n_trials or 1))
     if gpus_per_trial > 0:
-        return 1.0
-    cpus = _cluster_cpus()
-    largest = max(n["Resources"].get("CPU", 0.0) for n in ray.nodes() if n.get("Alive"))
-    # never more threads in total than cores: concurrent trials share them evenly
-    return float(max(1, min(largest, math.floor(cpus / max(1, n_trials)))))
-
-
-def asha(opts: SweepOptions, metric: str, max_steps: int, check_every: int) -> Any:
-    """ASHA whose clock is the training step itself (one report = check_every steps), not
-    the report count: a trial's extra final report (time budget) must not count as a rung.
-    A trial can be pruned after grace_period reports, then at grace * rf**k reports."""
-    from ray.tune.schedulers import ASHAScheduler
-
-    return ASHAScheduler(time_attr="step", metric=metric, mode="max", max_t=max_steps,
-                         grace_period=min(opts.grace_period * check_every, max_steps),
-                         reduction_factor=opts.reduction_factor)
+        shares = [r.get("CPU", 0.0) / min(n, math.floor(r["GPU"] / gpus_per_trial + 1e-9))
+                  for r in nodes if r.get("GPU", 0.0) >= gpus_per_trial]
+        return float(max(1, math.floor(min(shares, default=1.0))))
+    cpus = sum(r.get("CPU", 0.0) for r in nodes)
+    largest = max((r.get("CPU", 0.0) for r in nodes), default=1.0)
+    return float(max(1, min(largest, math.floor(cpus / n))))
 
 
 def run_config(tune: Any, opts: SweepOptions, study_dir: Path, recorder: Any,

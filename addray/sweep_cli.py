@@ -56,7 +56,7 @@ def parser(study: str, description: str, grid: bool = True) -> argparse.Argument
     r.add_argument("--gpus-per-trial", type=float, help="GPUs per trial; fractions pack "
                    "several trials on one GPU (default 1 with GPUs)")
     r.add_argument("--cpus-per-trial", type=float, help="CPUs per trial = torch threads "
-                   "(default: CPUs shared evenly among trials)")
+                   "(default: a node's CPUs shared evenly among the trials it runs at once)")
     r.add_argument("--address", help="join an existing Ray cluster (auto or HOST:PORT); "
                    "default: start a local Ray for this sweep")
     r.add_argument("--dashboard", action="store_true", help="start the Ray dashboard "

@@ -10,6 +10,7 @@ from typing import Any
 from ray import tune
 
 from addray import study_files as sf
+from addray.scheduler import NOTE_ATTR
 
 
 def _first_line(path: str | None) -> str:
@@ -64,8 +65,9 @@ class StudyRecorder(tune.Callback):
         retries = int(previous.get(trial.trial_id, {}).get("retries") or 0) + retries_delta
         reason = last.get("stop_reason", "")
         if status == "pruned":
-            reason = (f"ASHA stopped it at step {last.get('step', 0)} with exact match "
-                      f"{last.get('exact_match', 0.0):.4f}")
+            reason = getattr(trial, NOTE_ATTR, None) or (
+                f"ASHA stopped it at step {last.get('step', 0)} with exact match "
+                f"{last.get('exact_match', 0.0):.4f}")
         resources = trial.placement_group_factory.required_resources
         return {
             "study": self.study, "trial_id": trial.trial_id, "config": spec["name"],

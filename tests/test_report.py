@@ -153,3 +153,10 @@ def test_search_section_without_a_model_at_the_threshold(tmp_path):
     md = report.build(root)[0].read_text()
     assert "search: no trial reached 100% exact match." in md
     assert "No fixed-config study (phase 1, phase 2) in these results." in md
+
+
+@pytest.mark.parametrize("n,shown", [(12, "12"), (32_167, "32.2K"), (4_791_911, "4.79M"),
+                                     (2.5e14, "2.5e+14"), (float("inf"), "not reached")])
+def test_parameter_counts_are_readable(n, shown):
+    # an extrapolated fit bound can be absurdly large: no "253165215.57M"
+    assert report.count(n) == shown

@@ -14,7 +14,13 @@ import ray.cloudpickle
 
 from addray import study_files as sf
 from addray.cluster import ClusterError
-from addray.sweep import SweepError, SweepOptions, build_trials, run_sweep
+from addray.sweep import (
+    SweepError,
+    SweepOptions,
+    build_trials,
+    default_cpus_per_trial,
+    run_sweep,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 SWEEPS = ROOT / "sweeps"
@@ -147,6 +153,25 @@ def test_bad_sweep_options(tmp_path):
                   str(tmp_path), timeout=60)
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith("error: --address 127.0.0.1:1: no Ray cluster")
+
+
+ONE_H100 = [{"CPU": 16.0, "GPU": 1.0}]
+GPU_CLUSTER = [{"CPU": 4.0}, {"CPU": 64.0, "GPU": 8.0}, {"CPU": 32.0, "GPU": 8.0}]
+
+
+@pytest.mark.parametrize("nodes,n,gpt,cap,cpus", [
+    ([{"CPU": 2.0}], 4, 0.0, None, 1),       # CPU trials share the cores
+    ([{"CPU": 2.0}], 1, 0.0, None, 2),
+    ([{"CPU": 8.0}, {"CPU": 8.0}], 2, 0.0, None, 8),  # never more than one node has
+    (ONE_H100, 4, 1.0, 1, 16),              # one GPU trial at a time gets the node
+    (ONE_H100, 4, 0.25, 4, 4),              # four packed on the GPU share its node
+    (ONE_H100, 3, 0.25, 4, 5),              # three trials, four slots
+    (GPU_CLUSTER, 16, 1.0, 16, 4),          # the tightest GPU node: 32 CPUs / 8 GPUs
+    (GPU_CLUSTER, 16, 1.0, 2, 16),          # --gpus 2: two at once
+    ([{"CPU": 2.0, "GPU": 4.0}], 4, 0.5, 8, 1),  # logical GPUs: at least one CPU
+])
+def test_default_cpus_per_trial(nodes, n, gpt, cap, cpus):
+    assert default_cpus_per_trial(nodes, n, gpt, cap) == cpus
 
 
 def test_trials_cover_configs_seeds_and_lrs(tmp_path):
