@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import platform
 import shlex
 import subprocess
 import sys
@@ -22,17 +21,12 @@ from pathlib import Path
 
 import pandas as pd
 import torch
+from trainer_throughput import machine  # this folder is on sys.path when run as a script
 
-from addray.trainer import available_cpus
+from addray import cli
+from addray.errors import UserError
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def machine() -> str:
-    cpus = f"{available_cpus()} CPUs"
-    if torch.cuda.is_available():
-        return f"{torch.cuda.get_device_name(0)}, {cpus}"
-    return f"{platform.processor() or platform.machine()}, {cpus}"
 
 
 def run_phase(phase: int, results: Path, study: str, extra: list[str]) -> float:
@@ -43,7 +37,8 @@ def run_phase(phase: int, results: Path, study: str, extra: list[str]) -> float:
     code = subprocess.call(cmd)
     seconds = time.time() - start
     if code != 0:
-        raise SystemExit(f"reference_budgets: phase {phase} exited with {code}")
+        raise UserError(f"phase {phase}: {shlex.join(cmd)} exited with {code} (its own "
+                        f"message is above)")
     return seconds
 
 
@@ -73,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tag", default="ref", help="study names are phaseN-TAG (default: ref)")
     args = p.parse_args(argv)
     results = Path(args.results).resolve()
+    if results.exists() and not results.is_dir():
+        raise UserError(f"--results {args.results}: is a file, not a folder")
     print(f"# reference budgets, {machine()}, torch {torch.__version__}, "
           f"{datetime.datetime.now().isoformat(timespec='minutes')}")
     print(f"# command: python benchmarks/reference_budgets.py {shlex.join(sys.argv[1:])}",
@@ -89,4 +86,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    cli.run(main)

@@ -22,9 +22,11 @@ import tempfile
 import time
 
 import torch
+from trainer_throughput import machine  # this folder is on sys.path when run as a script
 
 from addray import cli
 from addray.config import load_config
+from addray.errors import UserError
 from addray.sweep import SweepOptions, run_sweep
 from addray.trainer import available_cpus, train
 
@@ -39,13 +41,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pack", type=int, default=None,
                    help="trials side by side (default: one per CPU, or 4 on a GPU)")
     args = p.parse_args(argv)
+    for name in ("trials", "steps", "pack"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise UserError(f"--{name} = {value}: must be >= 1")
     cpus = available_cpus()
     gpu = torch.cuda.is_available()
     pack = args.pack or (4 if gpu else cpus)
-    where = torch.cuda.get_device_name(0) if gpu else f"{cpus} CPUs"
     overrides = {**OVERRIDES, "training.max_steps": args.steps,
                  "training.check_every": max(1, args.steps // 4)}
-    print(f"# sweep overhead, {where}, torch {torch.__version__}, "
+    print(f"# sweep overhead, {machine()}, torch {torch.__version__}, "
           f"{datetime.datetime.now().isoformat(timespec='minutes')}")
     print(f"# command: python benchmarks/sweep_overhead.py {' '.join(argv or sys.argv[1:])}")
 

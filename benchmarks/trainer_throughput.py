@@ -24,9 +24,11 @@ CONFIGS = ["phase1_upper", "phase1_middle", "phase1_lower", "phase1_tiny",
 
 
 def machine() -> str:
+    """The GPU's name, or the processor's, and the CPUs this process may use."""
+    cpus = f"{available_cpus()} CPUs"
     if torch.cuda.is_available():
-        return torch.cuda.get_device_name(0)
-    return f"{platform.processor() or platform.machine()}, {available_cpus()} CPUs"
+        return f"{torch.cuda.get_device_name(0)}, {cpus}"
+    return f"{platform.processor() or platform.machine()}, {cpus}"
 
 
 def measure(name: str, steps: int, device: str, pad_to: int | None) -> float:
