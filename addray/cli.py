@@ -1,11 +1,15 @@
-"""What every addray command line shares: user mistakes become one line and exit 2."""
+"""What every addray command line shares: a user's mistake is one line and exit 2."""
 
 from __future__ import annotations
 
+import argparse
+import math
 import sys
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NoReturn
 
-from addray.errors import UserError
+from addray.errors import ConfigError, UserError
 
 
 def run(main: Callable[[], int | None]) -> None:
@@ -19,3 +23,46 @@ def run(main: Callable[[], int | None]) -> None:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
     sys.exit(code or 0)
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse whose errors are one line (``error: ...``) with exit 2, like every other
+    user mistake, instead of the usage text followed by the error."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"error: {message} (see {self.prog} --help)", file=sys.stderr)
+        sys.exit(2)
+
+
+def bounded(kind: type, low: float, high: float) -> Callable[[str], int | float]:
+    """An argparse type: a finite number of ``kind`` within low..high."""
+
+    def parse(text: str) -> int | float:
+        what = "an integer" if kind is int else "a number"
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+        if not math.isfinite(value) or not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{text}: must be >= {low:g} and <= {high:g}")
+        return value
+
+    return parse
+
+
+def setting(text: str) -> tuple[str, Any]:
+    """An argparse type for ``--set KEY=VALUE`` (the value read as strict YAML)."""
+    from addray.core.config import parse_setting
+
+    try:
+        return parse_setting(text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def output_folder(path: str | Path, option: str = "--out") -> Path:
+    """A folder to write into: refused in one line if it exists as a file."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{option} {path}: is a file, not a folder")
+    return path

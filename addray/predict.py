@@ -2,32 +2,40 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
-import torch
-
 from addray import cli
-from addray.checkpoint import load_model
-from addray.data import DataError, Vocab, from_tokens, make_example
-from addray.decode import greedy_decode
+from addray.core.checkpoint import load_model
+from addray.core.decode import greedy_decode
+from addray.core.device import resolve_device
+from addray.core.tokens import Vocab, answer_text, make_example
+from addray.errors import DataError
+
+MAX_PAIRS = 1_000_000
 
 
 def parse_pairs(path: str) -> list[tuple[int, int]]:
-    pairs = []
+    """Lines 'A B' of a text file; a bad line is one error naming the file and line."""
     try:
-        lines = Path(path).read_text().splitlines()
+        lines = Path(path).read_bytes().decode("utf-8").splitlines()
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: not a text (UTF-8) file of lines 'A B'") from None
     except OSError as exc:
         raise DataError(f"{path}: cannot read: {exc.strerror}") from None
+    pairs = []
     for lineno, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         parts = line.split()
-        if len(parts) != 2 or not all(p.isdigit() for p in parts):
+        if len(parts) != 2 or not all(p.isdigit() and p.isascii() for p in parts):
             raise DataError(f"{path}:{lineno}: expected two non-negative integers 'A B', "
-                            f"got {line.strip()!r}")
+                            f"got {line.strip()[:60]!r}")
         pairs.append((int(parts[0]), int(parts[1])))
+        if len(pairs) > MAX_PAIRS:
+            raise DataError(f"{path}: more than {MAX_PAIRS:,} pairs; split the file")
+    if not pairs:
+        raise DataError(f"{path}: no pairs (expected lines 'A B')")
     return pairs
 
 
@@ -43,20 +51,11 @@ def answers(checkpoint: str, pairs: list[tuple[int, int]], device: str = "cpu") 
     prompts = [make_example(a, b, vocab.base)["input"] for a, b in pairs]
     max_new = len(make_example(top, top, vocab.base)["target"])
     generated = greedy_decode(model, prompts, max_new, vocab.pad, device=device)
-    out = []
-    for tokens in generated:
-        if len(tokens) < 2 or tokens[-1] != vocab.pad:
-            out.append("?")
-            continue
-        try:
-            out.append(str(from_tokens(tokens[:-1], vocab.base)))
-        except ValueError:
-            out.append("?")
-    return out
+    return [answer_text(tokens, vocab) for tokens in generated]
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(
+    p = cli.Parser(
         prog="python -m addray.predict",
         description="Print a trained model's answer to A + B (greedy decoding). With --file, "
                     "read lines 'A B' and print one answer per line; '?' marks output that "
@@ -70,8 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         p.error("give two operands A B, or --file PAIRS")
     if args.file is not None and args.operands:
         p.error("give either A B or --file, not both")
-    if args.device == "cuda" and not torch.cuda.is_available():
-        raise DataError("--device = 'cuda': CUDA is not available on this machine")
+    resolve_device(args.device, "--device")
     pairs = parse_pairs(args.file) if args.file else [tuple(args.operands)]
     results = answers(args.checkpoint, pairs, args.device)
     print("\n".join(results))

@@ -1,82 +1,95 @@
-"""The files a study writes beside Ray's own experiment folder. No Ray here.
+"""A study's folder: where it is, and the files the sweep layer writes and the analysis
+side reads. No torch, no Ray here.
 
-    RESULTS/<study>/study.json   name, command, options, state (running/finished/interrupted)
+    RESULTS/<study>/study.json   name, command, options, state (running/finished/
+                                 interrupted), trial counts
     RESULTS/<study>/trials.csv   one row per trial, rewritten as trials finish
     RESULTS/<study>/curves.csv   one row per report (evaluation) of every trial
     RESULTS/<study>/tune/        Ray Tune's experiment folder, untouched
-    RESULTS/<study>/best.yaml, best.pt   a search (phase 3): the best trial's config and weights
+    RESULTS/<study>/.lock        held by the study's driver while it runs
+    RESULTS/<study>/best.yaml, best.pt, optuna.db   a search (phase 3): the best trial's
+                                 config and weights, the searcher's Optuna storage
 
 Trial status is one of: completed (ran max_steps), early_stopped (patience or exact
-match 1.0), pruned (stopped by the ASHA scheduler), time_limit (ran out of its
+match 1.0), pruned (stopped by the scheduler), time_limit (ran out of its
 training.time_budget_s), diverged (non-finite loss), errored (raised after all
 retries), running (not finished when last written). Pruned and time_limit trials
-stopped before their step budget: their accuracy is a lower bound (censored).
-A search's rows also hold the searcher's suggestion (JSON) and the objective's score.
+stopped before their budget: their accuracy is a lower bound (censored).
 """
 
 from __future__ import annotations
 
-import csv
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any
 
+from addray import files, names
+from addray.errors import ConfigError, DataError
+
 TRIAL_COLUMNS = [
     "study", "trial_id", "config", "d_model", "n_layers", "n_heads", "d_ff", "params", "seed",
-    "lr", "batch_size", "status", "stop_reason", "steps", "max_steps", "best_exact_match",
-    "final_exact_match", "final_token_accuracy", "wall_seconds", "device", "node", "gpus",
-    "gpu_ids", "cpus", "retries", "error", "finished_at", "suggestion", "score",
+    "lr", "batch_size", "status", "stop_reason", "steps", "max_steps", "examples", "flops",
+    "budget", "best_exact_match", "final_exact_match", "final_token_accuracy",
+    "worst_stratum", "edge_cases", "learned", "strata", "wall_seconds", "device", "node",
+    "gpus", "gpu_ids", "cpus", "retries", "error", "finished_at", "suggestion", "score",
     "resolved_config",
 ]
 CURVE_COLUMNS = [
-    "study", "trial_id", "config", "seed", "lr", "params", "step", "train_loss", "eval_loss",
-    "exact_match", "token_accuracy", "lr_now", "examples_per_s", "elapsed_s", "node",
-    "pid", "timestamp",
+    "study", "trial_id", "config", "seed", "lr", "params", "step", "examples", "flops",
+    "train_loss", "eval_loss", "exact_match", "token_accuracy", "worst_stratum",
+    "edge_cases", "strata", "lr_now", "examples_per_s", "elapsed_s", "node", "pid",
+    "timestamp",
 ]
-STATUSES = ("completed", "early_stopped", "pruned", "time_limit", "diverged", "errored",
-            "running")
 FINAL_STATUSES = ("completed", "early_stopped", "pruned", "time_limit", "diverged")
 CENSORED_STATUSES = ("pruned", "time_limit")
 
 
-def write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+def study_folder(results: str | Path, study: str) -> Path:
+    """RESULTS/STUDY as an absolute path; the study name must be a plain name, so that
+    nothing is written outside the results folder."""
+    if not names.is_name(study):
+        raise ConfigError(f"--study {show_name(study)}: {names.RULE}")
+    root = Path(results).expanduser().resolve()
+    if root.exists() and not root.is_dir():
+        raise ConfigError(f"--results {results}: is a file, not a folder")
+    return root / study
 
 
-def write_csv(path: Path, columns: list[str], rows: list[dict[str, Any]]) -> None:
-    """Rewrite a whole CSV atomically: a crash leaves the old file or the new one."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with tmp.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(tmp, path)
+def show_name(value: object) -> str:
+    return repr(value) if isinstance(value, str) and len(value) <= 100 else "(too long)"
 
 
-def read_csv(path: Path) -> list[dict[str, str]]:
-    if not path.exists():
-        return []
-    with path.open(newline="") as f:
-        return list(csv.DictReader(f))
+def trials_csv(study_dir: Path) -> Path:
+    return study_dir / "trials.csv"
 
 
-def append_csv(path: Path, columns: list[str], row: dict[str, Any]) -> None:
-    new = not path.exists() or path.stat().st_size == 0
-    with path.open("a", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
-        if new:
-            writer.writeheader()
-        writer.writerow(row)
+def curves_csv(study_dir: Path) -> Path:
+    return study_dir / "curves.csv"
+
+
+def read_trials(study_dir: Path) -> list[dict[str, str]]:
+    return files.read_csv(trials_csv(study_dir), ("trial_id", "config", "status", "params"))
+
+
+def read_curves(study_dir: Path) -> list[dict[str, str]]:
+    return files.read_csv(curves_csv(study_dir), ("trial_id", "step", "exact_match"))
 
 
 def write_study(study_dir: Path, info: dict[str, Any]) -> None:
     info = {**info, "updated_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
-    write_atomic(study_dir / "study.json", json.dumps(info, indent=2) + "\n")
+    files.write_text(study_dir / "study.json", json.dumps(info, indent=2) + "\n")
 
 
 def read_study(study_dir: Path) -> dict[str, Any]:
-    return json.loads((study_dir / "study.json").read_text())
+    """study.json, or ``{}`` when there is none; a corrupt file is a DataError."""
+    path = study_dir / "study.json"
+    if not path.exists():
+        return {}
+    try:
+        info = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DataError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(info, dict):
+        raise DataError(f"{path}: expected a JSON object")
+    return info

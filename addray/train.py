@@ -10,17 +10,21 @@ from typing import Any
 
 import yaml
 
-from addray import cli
-from addray.checkpoint import FILENAME, CheckpointError
-from addray.config import ConfigError, load_config
-from addray.trainer import train
+from addray import cli, files
+from addray.core.checkpoint import FILENAME
+from addray.core.config import load_config
+from addray.core.device import available_cpus
+from addray.core.trainer import train
+from addray.errors import StudyError
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
+    p = cli.Parser(
         prog="python -m addray.train",
         description="Train one addition-task transformer from a YAML config. Prints a line "
-                    "per evaluation and writes OUT/metrics.json and OUT/checkpoint.pt.")
+                    "per evaluation and writes OUT/metrics.json and OUT/checkpoint.pt. An "
+                    "existing run in OUT is never replaced silently: pass --resume to "
+                    "continue it or --overwrite to start over.")
     p.add_argument("config", help="YAML experiment file, e.g. configs/phase1_lower.yaml")
     p.add_argument("--max-steps", type=int, help="override training.max_steps")
     p.add_argument("--lr", type=float, help="override training.learning_rate")
@@ -28,10 +32,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--check-every", type=int, help="override training.check_every")
     p.add_argument("--seed", type=int, help="override training.seed")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="override training.device")
-    p.add_argument("--threads", type=int, help="torch CPU threads (default: all CPUs given)")
+    p.add_argument("--set", dest="settings", type=cli.setting, action="append", default=[],
+                   metavar="KEY=VALUE", help="override any config key, e.g. "
+                   "data.sampling=balanced (repeatable)")
+    p.add_argument("--threads", type=cli.bounded(int, 1, 4096),
+                   help="torch CPU threads (default: all CPUs given to this process)")
     p.add_argument("--out", help="output folder (default results/runs/<config name>)")
-    p.add_argument("--resume", action="store_true",
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--resume", action="store_true",
                    help="continue from OUT/checkpoint.pt instead of starting over")
+    g.add_argument("--overwrite", action="store_true",
+                   help="replace the run already in OUT")
     return p.parse_args(argv)
 
 
@@ -39,36 +50,44 @@ def overrides(args: argparse.Namespace) -> dict[str, Any]:
     pairs = {"training.max_steps": args.max_steps, "training.learning_rate": args.lr,
              "training.batch_size": args.batch_size, "training.check_every": args.check_every,
              "training.seed": args.seed, "training.device": args.device}
-    return {k: v for k, v in pairs.items() if v is not None}
+    return {**dict(args.settings), **{k: v for k, v in pairs.items() if v is not None}}
 
 
 def print_progress(m: dict[str, Any]) -> None:
     print(f"step {m['step']:>6}  loss {m['train_loss']:.4f}  eval_loss {m['eval_loss']:.4f}  "
-          f"exact_match {m['exact_match']:7.2%}  token_acc {m['token_accuracy']:7.2%}  "
-          f"lr {m['lr']:.2e}  {m['examples_per_s']:>8.0f} ex/s  {m['elapsed_s']:6.1f}s",
-          flush=True)
+          f"exact_match {m['exact_match']:7.2%}  worst_stratum {m['worst_stratum']:7.2%}  "
+          f"edge {m['edge_cases']:7.2%}  lr {m['lr']:.2e}  {m['examples_per_s']:>8.0f} ex/s  "
+          f"{m['elapsed_s']:6.1f}s", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     cfg = load_config(args.config, overrides(args))
-    if args.threads is not None and args.threads < 1:
-        raise ConfigError(f"--threads = {args.threads}: must be >= 1")
-    out = Path(args.out or Path("results") / "runs" / cfg.name)
-    resume = out / FILENAME if args.resume else None
-    if resume is not None and not resume.is_file():
-        raise CheckpointError(f"{resume}: no checkpoint to resume from")
-    out.mkdir(parents=True, exist_ok=True)
-    print(f"# {cfg.name} -> {out}/\n" + yaml.safe_dump(cfg.to_dict(), sort_keys=False), end="")
-    result = train(cfg, report=print_progress, checkpoint_dir=out, resume_from=resume,
-                   num_threads=args.threads)
-    summary = {k: v for k, v in result.items() if k != "history"}
-    (out / "metrics.json").write_text(json.dumps({**summary, "history": result["history"]},
-                                                 indent=2))
+    if args.threads is not None and args.threads > available_cpus():
+        raise StudyError(f"--threads = {args.threads}: must be <= the {available_cpus()} CPUs "
+                         f"this process may use (more threads than cores only slow it down)")
+    out = cli.output_folder(args.out or Path("results") / "runs" / cfg.name)
+    with files.FolderLock(out, f"run folder {out}"):
+        checkpoint, metrics = out / FILENAME, out / "metrics.json"
+        if args.resume and not checkpoint.is_file():
+            raise StudyError(f"{checkpoint}: no checkpoint to resume from")
+        if not args.resume and (checkpoint.exists() or metrics.exists()):
+            if not args.overwrite:
+                raise StudyError(f"{out}: already holds a run ({FILENAME}); pass --resume to "
+                                 f"continue it, --overwrite to replace it, or another --out")
+            checkpoint.unlink(missing_ok=True)
+            metrics.unlink(missing_ok=True)
+        print(f"# {cfg.name} -> {out}/\n" + yaml.safe_dump(cfg.to_dict(), sort_keys=False),
+              end="")
+        result = train(cfg, report=print_progress, checkpoint_dir=out,
+                       resume_from=checkpoint if args.resume else None,
+                       num_threads=args.threads)
+        files.write_text(metrics, json.dumps(result, indent=2))
     print(f"{result['status']} ({result['stop_reason']}) after {result['steps']} steps: "
           f"exact match {result['final_exact_match']:.2%} (best {result['best_exact_match']:.2%}"
-          f"), {result['params']:,} parameters, {result['wall_seconds']:.0f}s on "
-          f"{result['device']}; wrote {out / 'metrics.json'}")
+          f"), worst stratum {result['worst_stratum']:.2%}, edge cases "
+          f"{result['edge_cases']:.2%}, {result['params']:,} parameters, "
+          f"{result['wall_seconds']:.0f}s on {result['device']}; wrote {metrics}")
     return 0
 
 

@@ -1,17 +1,20 @@
-"""Phase 1 and phase 2 at the reference budgets (10,000 steps a config), timed.
+"""Phase 1 and phase 2 studies timed end to end (10,000 steps a config).
 
-    python benchmarks/reference_budgets.py [--results DIR] [--phases 1 2] [-- SWEEP ARGS]
+    python benchmarks/reference_budgets.py [--results DIR] [--phases 1 2]
+        [--sets reference|default] [-- SWEEP ARGS]
 
 Runs `sweeps/phase1.py` and then `sweeps/phase2.py` as a user would (each starts and
-stops its own local Ray), with the arguments after `--` given to both, e.g.
-`-- --gpus 1 --gpus-per-trial 0.25` to pack four trials onto one GPU. Prints the
+stops its own local Ray): with `--sets reference` (the default here) the reference's
+configs as published, with `--sets default` the scripts' default sets (the scaling
+study: eight sizes and the matched width-vs-depth shapes, three learning rates, three
+seeds on a GPU). The arguments after `--` go to both, e.g. `-- --gpus 1
+--gpus-per-trial 0.25` to pack four trials onto one GPU. Prints the
 machine, the date, each study's wall time (Ray start-up included) and one row per trial
 from its trials.csv: status, steps, best exact match and the trial's own wall seconds.
 """
 
 from __future__ import annotations
 
-import argparse
 import datetime
 import shlex
 import subprocess
@@ -29,9 +32,10 @@ from addray.errors import UserError
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def run_phase(phase: int, results: Path, study: str, extra: list[str]) -> float:
+def run_phase(phase: int, results: Path, study: str, sets: str, extra: list[str]) -> float:
+    configs = ["--configs", "reference"] if sets == "reference" else []
     cmd = [sys.executable, str(ROOT / "sweeps" / f"phase{phase}.py"), "--results",
-           str(results), "--study", study, *extra]
+           str(results), "--study", study, *configs, *extra]
     print(f"# {shlex.join(cmd)}", flush=True)
     start = time.time()
     code = subprocess.call(cmd)
@@ -61,11 +65,13 @@ def main(argv: list[str] | None = None) -> int:
     if "--" in argv:
         cut = argv.index("--")
         argv, extra = argv[:cut], argv[cut + 1:]
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = cli.Parser(description=__doc__.split("\n\n")[0])
     p.add_argument("--results", default="results/benchmark",
                    help="results folder for the two studies (default: results/benchmark)")
     p.add_argument("--phases", nargs="+", type=int, choices=[1, 2], default=[1, 2])
     p.add_argument("--tag", default="ref", help="study names are phaseN-TAG (default: ref)")
+    p.add_argument("--sets", choices=["reference", "default"], default="reference",
+                   help="the reference's configs, or the scripts' default sets")
     args = p.parse_args(argv)
     results = Path(args.results).resolve()
     if results.exists() and not results.is_dir():
@@ -77,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     walls: dict[str, float] = {}
     for phase in args.phases:
         study = f"phase{phase}-{args.tag}"
-        walls[study] = run_phase(phase, results, study, extra)
+        walls[study] = run_phase(phase, results, study, args.sets, extra)
     for study, seconds in walls.items():
         print(f"\n## {study}: {seconds:.1f} s wall for the study\n")
         print(trial_table(results / study / "trials.csv"))

@@ -25,10 +25,12 @@ import torch
 from trainer_throughput import machine  # this folder is on sys.path when run as a script
 
 from addray import cli
-from addray.config import load_config
+from addray.core.config import load_config
+from addray.core.device import available_cpus
+from addray.core.trainer import train
 from addray.errors import UserError
-from addray.sweep import SweepOptions, run_sweep
-from addray.trainer import available_cpus, train
+from addray.sweep.grid import run_grid
+from addray.sweep.options import SweepOptions
 
 OVERRIDES = {"training.early_stopping": None, "data.n_test": 1000}
 
@@ -75,9 +77,9 @@ def main(argv: list[str] | None = None) -> int:
                                 cpus_per_trial=per_trial, gpus=1 if gpu else 0,
                                 gpus_per_trial=gpt if gpu else None, num_cpus=cpus,
                                 num_gpus=1 if gpu else 0,
-                                grace_period=10**6)  # no pruning: same work as the loop
+                                prune=False)  # no pruning: the same work as the loop
             start = time.time()
-            rows = run_sweep(opts)
+            rows = run_grid(opts)
             results[mode] = time.time() - start
             assert len(rows) == args.trials
     one = "one 1-GPU trial" if gpu else f"one {cpus}-CPU trial"

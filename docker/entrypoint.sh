@@ -74,7 +74,7 @@ case "$role" in
         check_auth
         head_address
         [ $# -gt 0 ] || die "run: give the command to run, e.g. run python sweeps/phase1.py --address \$RAY_HEAD_ADDRESS"
-        python -m addray.cluster wait "$RAY_HEAD_ADDRESS" --nodes "${ADDRAY_WAIT_NODES:-1}" \
+        python -m addray.sweep.cluster wait "$RAY_HEAD_ADDRESS" --nodes "${ADDRAY_WAIT_NODES:-1}" \
             --timeout "${ADDRAY_WAIT_TIMEOUT:-300}"
         exec "$@"
         ;;

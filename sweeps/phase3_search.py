@@ -11,26 +11,30 @@ SPACE = ROOT / "configs" / "phase3_search.yaml"
 
 
 def main(argv: list[str]) -> int:
-    from addray import sweep_cli
-    from addray.search import DEFAULT_TRIALS, SMOKE_TRIALS, SearchOptions, run_search
+    from addray import cli
+    from addray.sweep import cli as sweep_cli
+    from addray.sweep import cluster
+    from addray.sweep.options import SearchOptions
 
     p = sweep_cli.parser("phase3", "Phase 3: Optuna (TPE) proposes architectures and "
                          "training settings within the bounds of a search-space YAML file; "
-                         "ASHA prunes; the objective prefers any model at >= the exact-match "
-                         "threshold to any below, and among those the fewest parameters. "
-                         "The best config is then trained again with more seeds.",
-                         grid=False)
+                         "ASHA prunes; the objective prefers any model above the threshold "
+                         "to any below, and among those the fewest parameters. The best "
+                         "config is then trained again with more seeds.")
     g = p.add_argument_group("search")
     g.add_argument("--space", default=str(SPACE), help="search-space YAML file")
-    g.add_argument("--trials", type=int, help=f"trials to run (default {DEFAULT_TRIALS}, or "
-                   f"unlimited with --time-budget; {SMOKE_TRIALS} with --smoke-test)")
-    g.add_argument("--time-budget", type=float, metavar="SECONDS",
-                   help="stop starting trials after this many seconds of searching")
-    g.add_argument("--max-concurrent", type=int, help="trials at once (default: as many as "
-                   "the resources allow; fewer let TPE learn from more finished trials)")
-    g.add_argument("--sampler-seed", type=int, default=0, help="seed of the TPE sampler")
-    g.add_argument("--confirm-seeds", type=int, default=2, help="train the best config "
-                   "again with this many more seeds (study STUDY-seeds; 0: skip)")
+    g.add_argument("--trials", type=cli.bounded(int, 1, 2000), help="trials to run (default "
+                   "30, or unlimited with --time-budget; 4 with --smoke-test)")
+    g.add_argument("--time-budget", type=cli.bounded(float, 1e-3, 30 * 86400),
+                   metavar="SECONDS", help="stop starting trials after this many seconds")
+    g.add_argument("--max-concurrent", type=cli.bounded(int, 1, 1024), help="trials at once "
+                   "(default: as many as the resources allow; fewer let TPE learn from more "
+                   "finished trials)")
+    g.add_argument("--sampler-seed", type=cli.bounded(int, 0, 2**32 - 1), default=0,
+                   help="seed of the TPE sampler")
+    g.add_argument("--confirm-seeds", type=cli.bounded(int, 0, 100), default=2,
+                   help="train the best config again with this many more seeds "
+                   "(study STUDY-seeds; 0: skip)")
     g.add_argument("--finish", action="store_true", help="end an interrupted search where "
                    "it stands: no new trials; save the best trial so far and confirm it")
     args = p.parse_args(argv)
@@ -38,8 +42,10 @@ def main(argv: list[str]) -> int:
                          max_concurrent=args.max_concurrent, sampler_seed=args.sampler_seed,
                          confirm_seeds=args.confirm_seeds, finish=args.finish,
                          **sweep_cli.common_options(args))
-    rows = run_search(opts)
-    return 0 if rows else 1
+    cluster.prefer_loopback(opts.address)
+    from addray.sweep.search import run_search  # imports Ray
+
+    return sweep_cli.exit_code(run_search(opts))
 
 
 if __name__ == "__main__":

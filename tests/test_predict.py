@@ -5,23 +5,16 @@ from pathlib import Path
 import pytest
 
 from addray import predict
-from addray.checkpoint import CheckpointError, load_checkpoint
-from addray.data import DataError, from_tokens, make_datasets
+from addray.core.checkpoint import config_of, load_checkpoint
+from addray.core.data import make_dataset, operands
+from addray.errors import CheckpointError, DataError
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def _held_out(trained_small, n):
     d = trained_small["config"].data
-    _, test = make_datasets(d.n_train, d.n_test, d.operand_max, d.base, d.seed)
-    pairs = []
-    for ex in test[:n]:
-        # base-10 prompt digits: a + b =
-        plus = ex["input"].index(d.base)
-        a = int("".join(map(str, ex["input"][:plus])))
-        b = int("".join(map(str, ex["input"][plus + 1:-1])))
-        pairs.append((a, b))
-    return pairs
+    return [operands(ex, d.base) for ex in make_dataset(d).test[:n]]
 
 
 def test_answers_held_out_pairs(trained_small):
@@ -63,10 +56,16 @@ def test_not_a_checkpoint(tmp_path):
     assert "Traceback" not in proc.stderr
 
 
-def test_bad_pairs_file_names_line(tmp_path, trained_small):
+@pytest.mark.parametrize("content,message", [
+    (b"1 2\n3 plus 4\n", r"pairs.txt:2: expected two non-negative integers"),
+    (b"", "no pairs"),
+    (b"\n\n", "no pairs"),
+    (b"1 2\n\xff\xfe 3\n", r"not a text \(UTF-8\) file"),
+])
+def test_bad_pairs_file_is_one_error(tmp_path, content, message):
     f = tmp_path / "pairs.txt"
-    f.write_text("1 2\n3 plus 4\n")
-    with pytest.raises(DataError, match=r"pairs.txt:2: expected two non-negative integers"):
+    f.write_bytes(content)
+    with pytest.raises(DataError, match=message):
         predict.parse_pairs(str(f))
 
 
@@ -79,13 +78,8 @@ def test_bad_pairs_file_names_line(tmp_path, trained_small):
 def test_committed_checkpoint_answers_held_out_pairs(ckpt, n, least):
     # the held-out pairs are regenerated from the data seed saved in the checkpoint
     ckpt = ROOT / "results" / "reference" / ckpt
-    payload = load_checkpoint(ckpt)
-    d = payload["config"]["data"]
-    _, test = make_datasets(d["n_train"], d["n_test"], d["operand_max"], d["base"], d["seed"])
-    pairs = []
-    for ex in test[:n]:
-        plus = ex["input"].index(100)
-        pairs.append((from_tokens(ex["input"][:plus]), from_tokens(ex["input"][plus + 1:-1])))
+    d = config_of(load_checkpoint(ckpt), str(ckpt)).data
+    pairs = [operands(ex, d.base) for ex in make_dataset(d).test[:n]]
     assert len(pairs) == n
     got = predict.answers(str(ckpt), pairs)
     right = sum(g == str(a + b) for g, (a, b) in zip(got, pairs, strict=True))

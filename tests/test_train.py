@@ -4,7 +4,9 @@ import json
 import subprocess
 import sys
 
-from addray.checkpoint import load_checkpoint
+import pytest
+
+from addray.core.checkpoint import load_checkpoint
 
 
 def _run(*args):
@@ -45,6 +47,50 @@ def test_resume_continues_from_checkpoint(tmp_path):
     assert proc.returncode == 0, proc.stderr
     # only the evaluation at step 30 is new
     assert "step     30" in proc.stdout and "step     10" not in proc.stdout
+
+
+def test_an_existing_run_is_never_replaced_silently(tmp_path):
+    out = tmp_path / "run"
+    assert _run(str(_small_yaml(tmp_path)), "--out", str(out), "--threads", "1").returncode == 0
+    before = (out / "checkpoint.pt").read_bytes()
+    proc = _run(str(_small_yaml(tmp_path)), "--out", str(out), "--max-steps", "10")
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1
+    assert "already holds a run (checkpoint.pt); pass --resume" in proc.stderr
+    assert (out / "checkpoint.pt").read_bytes() == before  # the 20-step run is intact
+    proc = _run(str(_small_yaml(tmp_path)), "--out", str(out), "--max-steps", "10",
+                "--overwrite", "--threads", "1")
+    assert proc.returncode == 0, proc.stderr
+    assert load_checkpoint(out)["state"]["step"] == 10
+
+
+def test_a_run_folder_in_use_is_refused(tmp_path):
+    from addray.files import FolderLock
+
+    out = tmp_path / "run"
+    with FolderLock(out, "held by the test"):
+        proc = _run(str(_small_yaml(tmp_path)), "--out", str(out))
+    assert proc.returncode == 2 and "in use by" in proc.stderr and "pid" in proc.stderr
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--threads", "100000"], "--threads: 100000: must be >= 1 and <= 4096"),
+    (["--threads", "64"], "--threads = 64: must be <= the"),
+    (["--out", "FILE"], "is a file, not a folder"),
+])
+def test_bad_options_are_one_line(tmp_path, args, message):
+    (tmp_path / "FILE").write_text("")
+    args = [str(tmp_path / "FILE") if a == "FILE" else a for a in args]
+    proc = _run(str(_small_yaml(tmp_path)), *args)
+    assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_a_config_name_cannot_escape_the_runs_folder(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(_small_yaml(tmp_path).read_text() + "name: ../../../somewhere\n")
+    proc = _run(str(bad))
+    assert proc.returncode == 2 and "name = '../../../somewhere': must be a plain name" \
+        in proc.stderr
+    assert not (tmp_path.parent / "somewhere").exists()
 
 
 def test_resume_without_checkpoint_is_one_line(tmp_path):

@@ -1,0 +1,418 @@
+"""The report: report.md (and report.html) with PNG plots, from a results folder.
+
+Sections: studies; results against the reference; exact match vs parameters (the fit);
+per-stratum exact match; learning curves; width vs depth; learning rates; the smallest
+model that adds (phase 3); compute; the reference audit. Reads files only.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from addray.analysis import compare as cmp  # noqa: E402
+from addray.analysis.doc import Doc, count, pct  # noqa: E402
+from addray.analysis.fits import FitError, LogisticFit, fit_logistic  # noqa: E402
+from addray.analysis.reference import (  # noqa: E402
+    CLAIMS,
+    FACTS,
+    MINIMUM_VIABLE_PARAMS,
+    TOTAL_GPU_HOURS,
+    WIDTH_BEATS_DEPTH,
+)
+from addray.analysis.results import Results, load_results  # noqa: E402
+
+SECTIONS = ["Studies", "Results against the reference", "Exact match vs parameters",
+            "Exact match per stratum", "Learning curves", "Width vs depth", "Learning rates",
+            "Smallest model that adds", "Compute", "Reference audit"]
+
+
+def studies_section(doc: Doc, res: Results) -> None:
+    doc.h("Studies")
+    rows = []
+    for name, info in sorted(res.studies.items()):
+        t = res.trials[res.trials["study"] == name]
+        state = info.get("state", "unknown") + (" (partial)" if info.get("partial") else "")
+        errored = int((t["status"] == "errored").sum())
+        rows.append([name, state + (f", {errored} errored" if errored else ""), len(t),
+                     pct(t["best_exact_match"].max()), f"`{info.get('command', '') or '-'}`"])
+    doc.table(["study", "state", "trials", "best exact match", "command"], rows)
+
+
+def reference_section(doc: Doc, res: Results) -> None:
+    doc.h("Results against the reference")
+    doc.p("Measured: final exact match on uniform held-out pairs, mean ± std across seeds "
+          "(n), at each config's best learning rate among those whose trials ran their "
+          "budget; the weakest stratum and the edge cases are means over the same trials. "
+          "Reference: as published (its test set overlaps its training set and its answers "
+          "sit in the inputs).")
+    best = cmp.best_lrs(cmp.terminal_trials(cmp.grid_trials(res)))
+    for study, g in best.groupby("study"):
+        rows = []
+        for r in g.sort_values("params", ascending=False).to_dict("records"):
+            c = CLAIMS.get(r["config"])
+            t = res.trials[(res.trials["study"] == study) & (res.trials["config"] == r["config"])
+                           & (res.trials["lr"] == r["lr"])]
+            statuses = ", ".join(f"{k} {v}" for k, v in t["status"].value_counts().items())
+            std = "" if math.isnan(r["exact_match_std"]) else f" ± {r['exact_match_std']:.2%}"
+            rows.append([r["config"], f"{r['d_model']:.0f}d-{r['n_layers']:.0f}L",
+                         count(c.params) if c else "-", count(r["params"]),
+                         pct(c.exact_match) if c else "-",
+                         f"{r['exact_match']:.2%}{std} (n={r['seeds']})"
+                         + (" lower bound" if r["censored"] else ""),
+                         pct(r["worst_stratum"]), pct(r["edge_cases"]), f"{r['lr']:g}",
+                         statuses, f"{c.gpu_hours:g}" if c else "-",
+                         f"{t['wall_seconds'].sum() / 3600:.2f}"])
+        doc.p(f"**{study}**")
+        doc.table(["config", "shape", "ref params", "real params", "ref exact match",
+                   "measured exact match", "worst stratum", "edge cases", "lr", "trials",
+                   "ref GPU h", "measured h"], rows)
+
+
+def _level(fit: LogisticFit, name: str, level: float) -> str:
+    reason = fit.why_not(level)
+    if reason is not None:
+        return f"{name}: not determined ({reason})"
+    low, high = fit.ci.get(name.lower(), (math.nan, math.nan))
+    span = math.log10(high / low) if low > 0 and math.isfinite(high) else math.inf
+    note = "" if span <= 1 else "; its interval spans more than a decade"
+    return f"{name} = {count(fit.params_for(level))} (95% CI {count(low)}–{count(high)}{note})"
+
+
+def fit_section(doc: Doc, res: Results, out: Path) -> LogisticFit | None:
+    doc.h("Exact match vs parameters")
+    t = cmp.at_best_lr(cmp.terminal_trials(cmp.grid_trials(res)).dropna(
+        subset=["params", "final_exact_match"]))
+    if t.empty:
+        doc.p("No fixed-config study (phase 1, phase 2) in these results.")
+        return None
+    cut = cmp.censored(t).to_numpy()
+    fit = None
+    try:
+        fit = fit_logistic(t["params"], t["final_exact_match"], censored=cut)
+    except FitError as exc:
+        doc.p(f"No fit: {exc}.")
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for study, g in t.groupby("study"):
+        mask = cmp.censored(g)
+        pts = ax.scatter(g.loc[~mask, "params"], g.loc[~mask, "final_exact_match"],
+                         label=study)
+        ax.scatter(g.loc[mask, "params"], g.loc[mask, "final_exact_match"], marker="^",
+                   facecolors="none", edgecolors=pts.get_facecolor(),
+                   label=f"{study} (stopped early: lower bound)" if mask.any() else None)
+    if fit is not None:
+        # the curve is drawn only over the measured sizes, and only when it fits them
+        xs = np.logspace(np.log10(t["params"].min()), np.log10(t["params"].max()))
+        ax.plot(xs, fit.predict(xs), "k--", label="logistic fit")
+        doc.p(f"Logistic fit in log10(parameters) over {fit.n_points} trials, each config "
+              f"at its best learning rate ({fit.n_censored} stopped early, counted as lower "
+              f"bounds): slope k = {fit.k:.2f}, RMS residual {fit.rms:.3f}. "
+              f"{_level(fit, 'N50', 0.5)}; {_level(fit, 'N99', 0.99)}. Intervals: bootstrap "
+              f"over trials and seeds; N50/N99 are the parameters needed for 50% and 99% "
+              f"uniform exact match at these budgets.")
+    _save_size_plot(fig, ax, out / "fit.png", "held-out exact match")
+    doc.image("fit.png", "exact match vs parameters")
+    return fit
+
+
+def _save_size_plot(fig: plt.Figure, ax: plt.Axes, path: Path, ylabel: str) -> None:
+    """Exact match against log-scaled parameters, written as a PNG."""
+    ax.set_xscale("log")
+    ax.set_xlabel("parameters (counted on the model)")
+    ax.set_ylabel(ylabel)
+    ax.set_ylim(-0.03, 1.03)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def strata_section(doc: Doc, res: Results) -> None:
+    doc.h("Exact match per stratum")
+    best = cmp.strata_of_best(res.trials)
+    if not best:
+        doc.p("No trial recorded per-stratum results (studies made before strata existed).")
+        return
+    names = sorted({s for _, _, per in best for s in per})
+    doc.p("Each config's best finished trial, on its held-out pairs: operand lengths in "
+          "tokens x whether the lowest tokens carry. A uniform test set holds few pairs of "
+          "two one-token operands; the held-out set is topped up to at least "
+          "`data.min_per_stratum` pairs in every stratum.")
+    doc.table(["study", "config", *names],
+              [[study, config, *(f"{per[s][0] / per[s][1]:.2%} (n={per[s][1]})" if s in per
+                                 else "-" for s in names)]
+               for study, config, per in best])
+
+
+def curves_section(doc: Doc, res: Results, out: Path) -> None:
+    doc.h("Learning curves")
+    if res.curves.empty:
+        doc.p("No learning curves recorded (curves.csv missing).")
+        return
+    status = res.trials.set_index(["study", "trial_id"])["status"].to_dict()
+    for study, g in res.curves.groupby("study"):
+        fig, ax = plt.subplots(figsize=(7, 4.5))
+        for trial_id, c in g.groupby("trial_id"):
+            c = c.sort_values("step")
+            label = f"{c['config'].iloc[0]} s{c['seed'].iloc[0]:.0f} lr{c['lr'].iloc[0]:g}"
+            (line,) = ax.plot(c["step"], c["exact_match"], label=label)
+            if status.get((study, trial_id)) in ("pruned", "time_limit"):
+                ax.plot(c["step"].iloc[-1], c["exact_match"].iloc[-1], "x", ms=10,
+                        color=line.get_color())
+        ax.set_xlabel("training step")
+        ax.set_ylabel("held-out exact match")
+        ax.set_title(f"{study} (x = pruned or out of time)")
+        ax.grid(alpha=0.3)
+        if g["trial_id"].nunique() <= 24:
+            ax.legend(fontsize=6)
+        fig.tight_layout()
+        name = f"curves_{study}.png"
+        fig.savefig(out / name, dpi=110)
+        plt.close(fig)
+        doc.image(name, f"learning curves of {study}")
+
+
+def width_depth_section(doc: Doc, res: Results) -> pd.DataFrame:
+    doc.h("Width vs depth")
+    wd = cmp.width_vs_depth(cmp.grid_trials(res))
+    if wd.empty:
+        doc.p("No study holds a wider-and-shallower / narrower-and-deeper pair of configs.")
+        return wd
+    doc.table(["study", "wide", "deep", "params ratio", "wide", "deep", "difference",
+               "Welch p", "verdict"],
+              [[r["study"], r["wide"], r["deep"], f"{r['param_ratio']:.2f}x",
+                pct(r["wide_exact_match"]), pct(r["deep_exact_match"]),
+                f"{r['difference']:+.2%} ± {r['std_error']:.2%}",
+                "-" if math.isnan(r["p_value"]) else f"{r['p_value']:.3f}", r["verdict"]]
+               for r in wd.to_dict("records")])
+    doc.p("Each config at its best learning rate; the verdict is Welch's t-test over seeds "
+          "(p < 0.05), and \"no clear difference\" otherwise. A params ratio far from 1 "
+          "confounds width with size: the reference's phase-2 models are not the same size "
+          "when counted.")
+    return wd
+
+
+def lr_section(doc: Doc, res: Results, out: Path) -> None:
+    doc.h("Learning rates")
+    lr = cmp.learning_rates(cmp.grid_trials(res))
+    if lr.empty:
+        doc.p("No study swept more than one learning rate for a config.")
+        return
+    rows = []
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for r in lr.to_dict("records"):
+        cells = [f"{rate:g}: {em:.2%}" + (f" ({cut} of {n} cut)" if cut else "")
+                 for rate, (em, cut, n) in sorted(r["by_lr"].items())]
+        rows.append([r["study"], r["config"], "; ".join(cells), f"{r['best_lr']:g}",
+                     "best at the edge of the grid: widen it" if r["at_edge"] else ""])
+        rates = sorted(r["by_lr"])
+        ax.plot(rates, [r["by_lr"][x][0] for x in rates], "o-", label=f"{r['config']}")
+    doc.table(["study", "config", "exact match by learning rate (mean over seeds)",
+               "best lr", "warning"], rows)
+    doc.p("A rate whose trials were cut (pruned or out of time) shows a lower bound.")
+    ax.set_xscale("log")
+    ax.set_xlabel("learning rate")
+    ax.set_ylabel("held-out exact match (mean over seeds)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "learning_rates.png", dpi=110)
+    plt.close(fig)
+    doc.image("learning_rates.png", "exact match by learning rate per config")
+
+
+def search_section(doc: Doc, res: Results, out: Path) -> list[str]:
+    """Phase 3: every search trial (every stage) by size and accuracy, the Pareto
+    frontier, the smallest model at the threshold with its seeds, against the
+    reference's minimum viable size."""
+    doc.h("Smallest model that adds")
+    searches = cmp.search_studies(res)
+    if not searches:
+        doc.p("No search study in these results (`python sweeps/phase3_search.py`).")
+        return []
+    everything = cmp.terminal_trials(res.trials[res.trials["study"].isin(searches)])
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for i, (study, g) in enumerate(everything.groupby("study")):
+        cut = cmp.censored(g)
+        ax.scatter(g.loc[~cut, "params"], g.loc[~cut, "final_exact_match"], alpha=0.7,
+                   color=f"C{i % 10}", label=study)
+        ax.scatter(g.loc[cut, "params"], g.loc[cut, "final_exact_match"], marker="^",
+                   facecolors="none", edgecolors=f"C{i % 10}")
+    front = cmp.pareto_frontier(everything)
+    ax.step(front["params"], front["final_exact_match"], where="post", color="k",
+            label="Pareto frontier (all stages)")
+    lower = CLAIMS["phase1_lower"]
+    ax.scatter([lower.params], [lower.exact_match], marker="s", color="k",
+               label=f"reference 'minimum viable' ({count(lower.params)}, "
+                     f"{lower.exact_match:.1%})")
+    ax.axvline(MINIMUM_VIABLE_PARAMS, color="k", ls=":", lw=1)
+    ax.axhline(0.99, color="C2", ls="--", lw=1, label="99%")
+    _save_size_plot(fig, ax, out / "search.png", "held-out exact match (final)")
+    doc.p(f"{len(everything)} trials over {len(searches)} search stage(s); triangles were "
+          f"pruned or cut (lower bounds).")
+    doc.image("search.png", "parameters vs exact match, every search stage")
+    doc.table(["study", "config", "params", "exact match", "worst stratum", "edge cases",
+               "lr", "status"],
+              [[r["study"], r["config"], f"{r['params']:,.0f}", pct(r["final_exact_match"]),
+                pct(r.get("worst_stratum")), pct(r.get("edge_cases")), f"{r['lr']:.2g}",
+                r["status"]] for r in front.to_dict("records")])
+    lines = []
+    for study, confirm in sorted(searches.items()):
+        info = res.studies[study]
+        threshold = float(info.get("threshold", 0.99))
+        strict = info.get("metric") == "worst_stratum"
+        t = cmp.terminal_trials(res.trials[res.trials["study"] == study])
+        best = cmp.smallest_above(t, threshold, learned_only=strict)
+        what = "learned (every edge case and stratum too)" if strict else f">= {threshold:.0%}"
+        if best is None:
+            lines.append(f"{study}: no trial {what}.")
+            continue
+        seeds = [best]
+        if confirm:
+            c = cmp.terminal_trials(res.trials[res.trials["study"] == confirm])
+            seeds += [r for _, r in c.iterrows()]
+        ems = [float(r["final_exact_match"]) for r in seeds]
+        held = sum(em >= threshold for em in ems)
+        lines.append(
+            f"{study}: {best['config']} with {best['params']:,.0f} parameters, {what}, at "
+            f"{best['final_exact_match']:.2%}; {held} of {len(ems)} seeds at >= "
+            f"{threshold:.0%} uniform exact match (min {min(ems):.2%}). The reference's "
+            f"minimum viable size (~{count(MINIMUM_VIABLE_PARAMS)}) is "
+            f"{MINIMUM_VIABLE_PARAMS / best['params']:.0f}x this.")
+    for line in lines:
+        doc.p("- " + line)
+    return lines
+
+
+def compute_section(doc: Doc, res: Results) -> pd.DataFrame:
+    doc.h("Compute")
+    c = cmp.compute(res.trials)
+    doc.table(["study", "trials", "wall h (sum over trials)", "GPU h", "CPU-core h"],
+              [[r["study"], r["trials"], f"{r['wall_seconds'] / 3600:.2f}",
+                f"{r['gpu_seconds'] / 3600:.2f}", f"{r['cpu_seconds'] / 3600:.2f}"]
+               for r in c.to_dict("records")])
+    return c
+
+
+def _claim_line(name: str, em: float, claim: float, where: str, cut: bool) -> str:
+    """A measured exact match against a claimed one. A lower bound (a trial stopped
+    early) can only show that a claim is too low, whatever the claim."""
+    if cut:
+        if em > claim + 0.05:
+            return (f"{name}: {em:.2%} ({where}, stopped early: a lower bound) is above the "
+                    f"claimed {claim:.2%}, so the claim is too low.")
+        return (f"{name}: {em:.2%} ({where}, stopped early: a lower bound) neither confirms "
+                f"nor refutes the claimed {claim:.2%}.")
+    cmp_ = ("matches" if abs(em - claim) <= 0.05 else
+            "is above" if em > claim else "is below")
+    return f"{name}: measured exact match {em:.2%} ({where}) {cmp_} the claimed {claim:.2%}."
+
+
+def audit_section(doc: Doc, res: Results, wd: pd.DataFrame) -> list[str]:
+    """The reference's known faults, then statements computed from the data."""
+    doc.h("Reference audit")
+    doc.p("About the reference itself:")
+    for fact in FACTS:
+        doc.p("- " + fact)
+    doc.p("From these results:")
+    lines = []
+    t = res.trials
+    for name, claim in CLAIMS.items():
+        rows = t[t["config"] == name]
+        if rows.empty:
+            continue
+        real = rows["params"].dropna().max()
+        if not math.isnan(real):
+            off = real / claim.params - 1
+            verdict = "holds" if abs(off) <= 0.1 else "does not hold"
+            lines.append(f"{name}: parameter count {count(claim.params)} {verdict}: counted "
+                         f"{real:,.0f} ({off:+.0%}).")
+        done = cmp.at_best_lr(cmp.terminal_trials(rows))
+        if not done.empty:
+            em, lr = done["final_exact_match"].mean(), done["lr"].iloc[0]
+            where = f"lr {lr:g}, {done['steps'].max():.0f} of {done['max_steps'].max():.0f} steps"
+            lines.append(_claim_line(name, em, claim.exact_match, where,
+                                     bool(cmp.censored(done).any())))
+    small = cmp.terminal_trials(t)
+    small = small[(small["params"] < MINIMUM_VIABLE_PARAMS) & (small["final_exact_match"] >= 0.9)]
+    if not small.empty:
+        r = small.sort_values("params").iloc[0]
+        lines.append(f"Minimum viable size (~{count(MINIMUM_VIABLE_PARAMS)}) does not hold: "
+                     f"{r['config']} with {r['params']:,.0f} parameters reached "
+                     f"{r['final_exact_match']:.2%} at lr {r['lr']:g}.")
+    if not wd.empty:
+        wide, deep, claimed = WIDTH_BEATS_DEPTH
+        for r in wd[(wd["wide"] == wide) & (wd["deep"] == deep)].to_dict("records"):
+            lines.append(f"Width beats depth ({wide} over {deep} by {claimed:.1%}): measured "
+                         f"{r['difference']:+.2%} ± {r['std_error']:.2%} ({r['verdict']}), "
+                         f"but {wide} has {r['param_ratio']:.1f}x the parameters of {deep}.")
+    if "strata" in t.columns:
+        blind = [(s, c, per) for s, c, per in cmp.strata_of_best(t)
+                 if per and min(r / n for r, n in per.values()) < 0.99]
+        for study, config, per in blind:
+            worst = min(per, key=lambda k: per[k][0] / per[k][1])
+            best_row = cmp.terminal_trials(t[(t["study"] == study) & (t["config"] == config)])
+            em = best_row["final_exact_match"].max()
+            if em >= 0.99:
+                lines.append(f"{config} ({study}): {em:.2%} on uniform pairs, but "
+                             f"{per[worst][0] / per[worst][1]:.2%} on \"{worst}\": a uniform "
+                             f"test set cannot show this.")
+    grid = cmp.compute(cmp.grid_trials(res))
+    measured = [c for c in CLAIMS if c in set(t["config"])]
+    if len(measured) == len(CLAIMS):
+        hours = (grid["gpu_seconds"].sum() or grid["cpu_seconds"].sum()) / 3600
+        lines.append(f"All seven reference configs: the reference reports {TOTAL_GPU_HOURS:g} "
+                     f"A100-hours; these results used {hours:.2f} "
+                     f"{'GPU' if grid['gpu_seconds'].sum() else 'CPU-core'}-hours.")
+    for r in cmp.compute(t).to_dict("records"):
+        claimed_h = sum(CLAIMS[c].gpu_hours for c in t[t["study"] == r["study"]]["config"]
+                        .unique() if c in CLAIMS)
+        if claimed_h:
+            used = (r["gpu_seconds"] or r["cpu_seconds"]) / 3600
+            unit = "GPU" if r["gpu_seconds"] else "CPU-core"
+            lines.append(f"{r['study']}: the reference spends {claimed_h:g} A100-hours on these "
+                         f"configs; this study used {used:.2f} {unit}-hours.")
+    if not lines:
+        lines.append("No trial of a reference config in these results.")
+    for line in lines:
+        doc.p("- " + line)
+    return lines
+
+
+def build(results_dir: str | Path, out: str | Path | None = None,
+          fmt: str = "md") -> tuple[Path, list[str]]:
+    """Write the report; return its path and a few summary lines for the terminal."""
+    res = load_results(results_dir)
+    out = Path(out) if out else Path(results_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    doc = Doc()
+    studies_section(doc, res)
+    reference_section(doc, res)
+    fit = fit_section(doc, res, out)
+    strata_section(doc, res)
+    curves_section(doc, res, out)
+    wd = width_depth_section(doc, res)
+    lr_section(doc, res, out)
+    search = search_section(doc, res, out)
+    compute_section(doc, res)
+    audit = audit_section(doc, res, wd)
+    (out / "report.md").write_text(doc.markdown())
+    if fmt == "html":
+        (out / "report.html").write_text(doc.html())
+    summary = [f"{name}: {len(res.trials[res.trials['study'] == name])} trials, best exact "
+               f"match {pct(res.trials[res.trials['study'] == name]['best_exact_match'].max())}"
+               f"{' (partial)' if info['partial'] else ''}"
+               for name, info in sorted(res.studies.items())]
+    if fit is not None:
+        summary.append(f"fit: {_level(fit, 'N50', 0.5)}; {_level(fit, 'N99', 0.99)}")
+    summary += audit[:3] + search
+    return out / "report.md", summary
+

@@ -1,0 +1,98 @@
+"""Loading a results folder: every study's study.json, trials.csv and curves.csv.
+
+    results = load_results("results/")
+    results.trials, results.curves   # pandas DataFrames, one row per trial / report
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from addray import study_files as sf
+from addray.errors import DataError
+
+NUMERIC = ["d_model", "n_layers", "n_heads", "d_ff", "params", "seed", "lr", "batch_size",
+           "steps", "max_steps", "examples", "flops", "best_exact_match", "final_exact_match",
+           "final_token_accuracy", "worst_stratum", "edge_cases", "wall_seconds", "gpus",
+           "cpus", "retries", "score"]
+CURVE_NUMERIC = ["seed", "lr", "step", "examples", "flops", "train_loss", "eval_loss",
+                 "exact_match", "token_accuracy", "worst_stratum", "edge_cases", "elapsed_s",
+                 "params"]
+
+
+@dataclass
+class Results:
+    root: Path
+    studies: dict[str, dict] = field(default_factory=dict)  # study.json, plus "partial"
+    trials: pd.DataFrame = field(default_factory=pd.DataFrame)
+    curves: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+
+def _study_dirs(root: Path) -> list[Path]:
+    if (root / "trials.csv").exists() or (root / "study.json").exists():
+        return [root]
+    # shallow first: a study keeps its name, a copy deeper down is renamed after its path
+    return sorted({p.parent for pattern in ("*/trials.csv", "*/study.json", "*/*/trials.csv")
+                   for p in root.glob(pattern)}, key=lambda d: (len(d.parts), d))
+
+
+def load_results(root: str | Path) -> Results:
+    """Every study under ``root`` (or ``root`` itself if it is a study) as DataFrames."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"{root}: no such folder")
+    dirs = _study_dirs(root)
+    if not dirs:
+        raise DataError(f"{root}: no studies found (a study is a folder with study.json "
+                        f"and trials.csv, as sweeps/*.py write them)")
+    results = Results(root=root)
+    trial_rows, curve_rows = [], []
+    for d in dirs:
+        info = sf.read_study(d) or {"study": d.name, "state": "unknown"}
+        name = info.get("study", d.name)
+        if name in results.studies:  # a copy of a study (results/reference/...): keep apart
+            name = str(d.relative_to(root)).replace("/", "-")
+            info["study"] = name
+        trials, curves = sf.read_trials(d), sf.read_curves(d)
+        for row in trials + curves:
+            row["study"] = name
+        running = _running_trials(curves, {r["trial_id"] for r in trials}, name)
+        info["partial"] = info.get("state", "unknown") != "finished" or bool(running)
+        info["path"] = str(d)
+        results.studies[name] = info
+        trial_rows += trials + running
+        curve_rows += curves
+    results.trials = _numeric(pd.DataFrame(trial_rows, columns=sf.TRIAL_COLUMNS), NUMERIC)
+    results.curves = _numeric(pd.DataFrame(curve_rows), CURVE_NUMERIC)
+    if not results.curves.empty:
+        # a trial resumed from a checkpoint may report a step twice: keep the last report
+        results.curves = results.curves.drop_duplicates(["study", "trial_id", "step"],
+                                                        keep="last")
+    if results.trials.empty:
+        raise DataError(f"{root}: studies found but no trial has reported yet")
+    return results
+
+
+def _running_trials(curves: list[dict], known: set[str], study: str) -> list[dict]:
+    """Rows for trials that reported but have no trials.csv row yet (still running)."""
+    last: dict[str, dict] = {}
+    for c in curves:
+        if c["trial_id"] not in known:
+            if c["trial_id"] not in last or int(c["step"]) >= int(last[c["trial_id"]]["step"]):
+                last[c["trial_id"]] = c
+    return [{"study": study, "trial_id": t, "config": c.get("config", ""),
+             "seed": c.get("seed", ""), "lr": c.get("lr", ""), "params": c.get("params", ""),
+             "status": "running", "steps": c["step"], "final_exact_match": c["exact_match"],
+             "best_exact_match": c["exact_match"], "worst_stratum": c.get("worst_stratum", ""),
+             "edge_cases": c.get("edge_cases", ""), "node": c.get("node", "")}
+            for t, c in last.items()]
+
+
+def _numeric(df: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    for c in columns:
+        if c in df.columns:
+            df[c] = pd.to_numeric(df[c], errors="coerce")
+    return df

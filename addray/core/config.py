@@ -1,0 +1,324 @@
+"""Experiment configuration: YAML -> dict -> validated dataclasses. No torch here.
+
+Precedence is dataclass defaults < YAML file < overrides (command line). Every
+problem raises one `ConfigError` whose message names the source, the key, the
+value and the rule, e.g. ``configs/x.yaml: training.learning_rate = -1: must be > 0``.
+
+The defaults are the reference experiment's values, so a reference YAML file
+that omits a section (``optimizer``, ``scheduler``, ``early_stopping``) gets what
+the reference used there. Settings the reference does not have (model.norm,
+data.sampling, training.compile, ...) default to what reproduces it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from addray import names, yamlfile
+from addray.core.tokens import Vocab, max_example_length
+from addray.errors import ConfigError
+
+# sane upper bounds: past these a setting would exhaust memory or never finish
+MAX_SEED = 2**32 - 1
+MAX_OPERAND = 999_999
+MAX_BASE = 10_000
+MAX_TRAIN = 2_000_000
+MAX_TEST = 200_000
+
+
+@dataclass
+class ModelConfig:
+    vocab_size: int = 103  # base + 3: the base's digits, '+', '=', PAD
+    d_model: int = 256
+    n_layers: int = 6
+    n_heads: int = 8
+    d_ff: int = 1024
+    max_seq_len: int = 32
+    dropout: float = 0.1
+    rope_theta: float = 100.0
+    rope_scaling: str | None = None  # only null is supported (the reference never sets it)
+    tie_embeddings: bool = False  # the output head reuses the embedding matrix
+    bias: bool = True  # biases in the linear layers (and LayerNorm shifts)
+    norm: str = "layernorm"  # layernorm | rmsnorm
+
+    @property
+    def head_dim(self) -> int:
+        return self.d_model // self.n_heads
+
+
+@dataclass
+class EarlyStoppingConfig:
+    patience: int = 3  # evaluations without an improvement of at least min_delta
+    min_delta: float = 0.001
+
+
+@dataclass
+class TrainingConfig:
+    batch_size: int = 256
+    learning_rate: float = 1e-4
+    warmup_steps: int = 500
+    max_steps: int = 10_000
+    grad_clip: float = 1.0
+    check_every: int = 500
+    early_stopping: EarlyStoppingConfig | None = field(default_factory=EarlyStoppingConfig)
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda
+    pad_to: int | None = None  # pad every batch to this length (the reference pads to 32)
+    eval_batch_size: int = 2048
+    time_budget_s: float | None = None  # stop (status time_limit) after this many seconds
+    compile: str = "auto"  # auto | on | off: torch.compile the training step (auto: on CUDA)
+
+
+@dataclass
+class OptimizerConfig:
+    type: str = "adamw"
+    betas: tuple[float, float] = (0.9, 0.95)
+    weight_decay: float = 0.1
+
+
+@dataclass
+class SchedulerConfig:
+    type: str = "cosine"  # linear warmup, then cosine decay to eta_min
+    eta_min: float = 1e-5
+
+
+@dataclass
+class DataConfig:
+    base: int = 100
+    operand_max: int = 999  # operands are drawn from 0..operand_max
+    n_train: int = 100_000
+    n_test: int = 10_000
+    seed: int = 1234
+    # balanced (operand lengths drawn evenly) made tuned 64d-3L pass verification at step
+    # 9,000 where uniform pairs left it at 78.5% in its weakest stratum (RESULTS.md)
+    sampling: str = "balanced"  # balanced | uniform (the reference's)
+    min_per_stratum: int = 200  # held-out pairs added to strata the uniform test set lacks
+    train_file: str | None = None  # JSONL written by `python -m addray.data`
+    test_file: str | None = None
+
+
+@dataclass
+class ExperimentConfig:
+    name: str = "experiment"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain, YAML/JSON-safe dict of the resolved configuration."""
+        return _plain(dataclasses.asdict(self))
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+# ---------------------------------------------------------------- typed loading
+
+def fail(source: str, key: str, value: Any, rule: str) -> typing.NoReturn:
+    raise ConfigError(f"{source}: {key} = {yamlfile.show(value)}: {rule}")
+
+
+def number(value: Any, source: str, key: str, kind: type = float) -> int | float:
+    """``value`` as a finite int or float (``kind``), or a ConfigError naming the key.
+    The one number parser of config and search-space files."""
+    num = yamlfile.to_number(value)
+    if kind is int:
+        if num is None or num != int(num):
+            fail(source, key, value, "must be an integer")
+        return int(num)
+    if num is None:
+        fail(source, key, value, "must be a finite number")
+    return float(num)
+
+
+def _coerce(tp: Any, value: Any, source: str, key: str) -> Any:
+    """Convert a YAML value to the declared field type, or fail naming the key."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if value is None:
+            return None
+        return _coerce(args[0], value, source, key)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            fail(source, key, value, "must be a mapping (a YAML section)")
+        return _build(tp, value, source, key + ".")
+    if tp is bool:
+        if not isinstance(value, bool):
+            fail(source, key, value, "must be true or false")
+        return value
+    if tp in (int, float):
+        return number(value, source, key, tp)
+    if tp is str:
+        if not isinstance(value, str):
+            fail(source, key, value, "must be a string")
+        return value
+    if origin is tuple:
+        args = typing.get_args(tp)
+        if not isinstance(value, (list, tuple)) or len(value) != len(args):
+            fail(source, key, value, f"must be a list of {len(args)} numbers")
+        return tuple(_coerce(a, v, source, f"{key}[{i}]")
+                     for i, (a, v) in enumerate(zip(args, value, strict=True)))
+    raise TypeError(f"unsupported config type {tp!r} for {key}")  # a bug here, not user input
+
+
+def _build(cls: type, mapping: dict, source: str, prefix: str = "") -> Any:
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    for key in mapping:
+        if key not in known:
+            fail(source, prefix + str(key), mapping[key],
+                 f"unknown key (known: {', '.join(sorted(known))})")
+    kwargs = {k: _coerce(hints[k], v, source, prefix + k) for k, v in mapping.items()}
+    return cls(**kwargs)
+
+
+# ------------------------------------------------------------------- validation
+
+def validate(cfg: ExperimentConfig, source: str = "<config>") -> ExperimentConfig:
+    """Check every rule; raise ConfigError on the first one broken."""
+
+    def check(ok: bool, key: str, value: Any, rule: str) -> None:
+        if not ok:
+            fail(source, key, value, rule)
+
+    def within(key: str, value: float, low: float, high: float) -> None:
+        check(low <= value <= high, key, value, f"must be >= {low} and <= {high}")
+
+    m, t, o, s, d = cfg.model, cfg.training, cfg.optimizer, cfg.scheduler, cfg.data
+    check(names.is_name(cfg.name), "name", cfg.name, names.RULE)
+    within("model.d_model", m.d_model, 1, 8192)
+    within("model.n_layers", m.n_layers, 1, 256)
+    within("model.n_heads", m.n_heads, 1, m.d_model)
+    within("model.d_ff", m.d_ff, 1, 65536)
+    within("model.max_seq_len", m.max_seq_len, 1, 4096)
+    check(m.d_model % m.n_heads == 0, "model.d_model", m.d_model,
+          f"must be divisible by model.n_heads ({m.n_heads})")
+    check(m.head_dim % 2 == 0, "model.n_heads", m.n_heads,
+          f"d_model / n_heads = {m.head_dim} must be even (RoPE rotates pairs of dimensions)")
+    check(0.0 <= m.dropout < 1.0, "model.dropout", m.dropout, "must be >= 0 and < 1")
+    within("model.rope_theta", m.rope_theta, 1e-6, 1e12)
+    check(m.rope_scaling is None, "model.rope_scaling", m.rope_scaling,
+          "only null is supported")
+    check(m.norm in ("layernorm", "rmsnorm"), "model.norm", m.norm,
+          "must be one of layernorm, rmsnorm")
+
+    within("data.base", d.base, 2, MAX_BASE)
+    within("data.operand_max", d.operand_max, 1, MAX_OPERAND)
+    within("data.n_train", d.n_train, 1, MAX_TRAIN)
+    within("data.n_test", d.n_test, 1, MAX_TEST)
+    within("data.seed", d.seed, 0, MAX_SEED)
+    within("data.min_per_stratum", d.min_per_stratum, 0, MAX_TEST)
+    check(d.sampling in ("uniform", "balanced"), "data.sampling", d.sampling,
+          "must be one of uniform, balanced")
+    pairs = (d.operand_max + 1) ** 2
+    check(d.n_train + d.n_test <= pairs, "data.n_train", d.n_train,
+          f"n_train + n_test ({d.n_train + d.n_test}) must be <= the {pairs} distinct pairs "
+          f"of operands 0..{d.operand_max} (train and test are disjoint)")
+    check((d.train_file is None) == (d.test_file is None), "data.train_file", d.train_file,
+          "give data.train_file and data.test_file together, or neither")
+    vocab = Vocab(d.base)
+    check(m.vocab_size == vocab.size, "model.vocab_size", m.vocab_size,
+          f"must equal data.base + 3 = {vocab.size} (digits, '+', '=', PAD)")
+    longest = max_example_length(d.operand_max, d.base)
+    check(m.max_seq_len >= longest, "model.max_seq_len", m.max_seq_len,
+          f"must be >= {longest}, the longest example for operands up to {d.operand_max}")
+
+    within("training.batch_size", t.batch_size, 1, 1_000_000)
+    within("training.max_steps", t.max_steps, 1, 1_000_000_000)
+    within("training.check_every", t.check_every, 1, 1_000_000_000)
+    within("training.eval_batch_size", t.eval_batch_size, 1, 1_000_000)
+    within("training.seed", t.seed, 0, MAX_SEED)
+    check(0 < t.learning_rate <= 1.0, "training.learning_rate", t.learning_rate,
+          "must be > 0 and <= 1")
+    within("training.warmup_steps", t.warmup_steps, 0, 1_000_000_000)
+    check(t.grad_clip > 0, "training.grad_clip", t.grad_clip, "must be > 0")
+    check(t.time_budget_s is None or t.time_budget_s > 0, "training.time_budget_s",
+          t.time_budget_s, "must be null or > 0")
+    check(t.device in ("auto", "cpu", "cuda"), "training.device", t.device,
+          "must be one of auto, cpu, cuda")
+    check(t.compile in ("auto", "on", "off"), "training.compile", t.compile,
+          "must be one of auto, on, off")
+    check(t.pad_to is None or t.pad_to >= longest, "training.pad_to", t.pad_to,
+          f"must be null or >= {longest}, the longest example")
+    check(t.pad_to is None or t.pad_to <= m.max_seq_len, "training.pad_to", t.pad_to,
+          f"must be <= model.max_seq_len ({m.max_seq_len})")
+    if t.early_stopping is not None:
+        es = t.early_stopping
+        check(es.patience >= 1, "training.early_stopping.patience", es.patience, "must be >= 1")
+        check(0 <= es.min_delta <= 1, "training.early_stopping.min_delta", es.min_delta,
+              "must be >= 0 and <= 1")
+
+    check(o.type == "adamw", "optimizer.type", o.type, "only adamw is supported")
+    for i, beta in enumerate(o.betas):
+        check(0.0 <= beta < 1.0, f"optimizer.betas[{i}]", beta, "must be >= 0 and < 1")
+    within("optimizer.weight_decay", o.weight_decay, 0, 10)
+    check(s.type == "cosine", "scheduler.type", s.type, "only cosine is supported")
+    check(0 <= s.eta_min <= t.learning_rate, "scheduler.eta_min", s.eta_min,
+          f"must be >= 0 and <= training.learning_rate ({t.learning_rate})")
+    return cfg
+
+
+# ---------------------------------------------------------------------- loading
+
+def from_dict(raw: Any, source: str = "<config>", name: str | None = None) -> ExperimentConfig:
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: top level must be a mapping with sections "
+                          f"model, training, optimizer, scheduler, data; got {type(raw).__name__}")
+    raw = dict(raw)
+    # a file's config is named after the file; one built in code is an "experiment"
+    default = "experiment" if source.startswith("<") else Path(source).stem
+    raw.setdefault("name", name or default)
+    cfg = _build(ExperimentConfig, raw, source)
+    return validate(cfg, source)
+
+
+def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> ExperimentConfig:
+    """Load a YAML experiment file, apply dotted-key overrides, validate."""
+    path = Path(path)
+    raw = yamlfile.load(path, "config file", ConfigError)
+    cfg = from_dict(raw, str(path), name=path.stem)
+    return apply_overrides(cfg, overrides or {}, source="command line")
+
+
+def apply_overrides(cfg: ExperimentConfig, overrides: dict[str, Any],
+                    source: str = "overrides") -> ExperimentConfig:
+    """Return a new config with ``{"training.max_steps": 100, ...}`` applied and validated."""
+    if not overrides:
+        return cfg
+    raw = cfg.to_dict()
+    for dotted, value in overrides.items():
+        node = raw
+        *parents, leaf = dotted.split(".")
+        for part in parents:
+            if not isinstance(node.get(part), dict):
+                if part in node and node[part] is None:
+                    node[part] = {}
+                else:
+                    fail(source, dotted, value, "unknown key")
+            node = node[part]
+        node[leaf] = value
+    return from_dict(raw, source)
+
+
+def parse_setting(text: str) -> tuple[str, Any]:
+    """``KEY=VALUE`` from the command line (``--set``), the value read as strict YAML."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--set {yamlfile.show(text)}: expected KEY=VALUE, e.g. "
+                          f"training.batch_size=128")
+    return key.strip(), yamlfile.parse(value, f"--set {key.strip()}", ConfigError)

@@ -1,0 +1,34 @@
+"""Which device and how many CPU threads a run uses, and its mixed precision."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+
+import torch
+
+from addray.errors import DeviceError
+
+
+def available_cpus() -> int:
+    """CPUs this process may run on (respects affinity masks and cgroups' cpusets)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def resolve_device(name: str, what: str = "training.device") -> torch.device:
+    """``auto`` is CUDA when there is one, else the CPU; ``cuda`` without CUDA fails."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise DeviceError(f"{what} = 'cuda': CUDA is not available on this machine "
+                          f"(use cpu or auto)")
+    return torch.device(name)
+
+
+def autocast(device: torch.device) -> contextlib.AbstractContextManager:
+    """bf16 autocast on CUDA; on the CPU it measured slower (benchmarks/RESULTS.md)."""
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()

@@ -1,0 +1,289 @@
+"""The one training function that every run and every sweep trial calls.
+
+Nothing here knows about Ray: a caller that wants progress passes ``report``, which
+is called after every evaluation with a dict of metrics (and a fresh checkpoint on
+disk when ``checkpoint_dir`` is given). An exception raised by ``report`` stops
+training; the last checkpoint stays, and ``resume_from`` continues from it with the
+same step count and the same data order.
+
+With ``training.compile`` on (the default on CUDA), the forward pass and loss run
+under ``torch.compile`` (on CUDA in mode "reduce-overhead", i.e. CUDA graphs) on
+batches padded to the data's longest example, so every step has the same shapes;
+AdamW is fused on CUDA and gradient clipping never waits for the host. Evaluation
+runs the same weights eagerly.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from addray.core import checkpoint as ckpt
+from addray.core.batches import TokenizedSet
+from addray.core.config import ExperimentConfig, SchedulerConfig, TrainingConfig
+from addray.core.data import load_data
+from addray.core.device import autocast, available_cpus, resolve_device
+from addray.core.evaluate import HeldOut, evaluate
+from addray.core.model import Transformer, count_parameters
+from addray.core.strata import learned
+from addray.core.tokens import Vocab
+from addray.errors import ConfigError
+
+Report = Callable[[dict[str, Any]], Any]
+
+
+def lr_at(step: int, t: TrainingConfig, s: SchedulerConfig) -> float:
+    """Learning rate for optimizer step ``step`` (0-based)."""
+    # 1) linear warmup from lr/warmup to lr over warmup_steps
+    if step < t.warmup_steps:
+        return t.learning_rate * (step + 1) / t.warmup_steps
+    # 2) cosine decay from lr to eta_min over the remaining steps, then flat
+    progress = min(1.0, (step - t.warmup_steps) / max(1, t.max_steps - t.warmup_steps))
+    return s.eta_min + 0.5 * (t.learning_rate - s.eta_min) * (1 + math.cos(math.pi * progress))
+
+
+def batch_indices(step: int, n: int, batch_size: int, seed: int,
+                  _cache: dict[tuple[int, int, int], torch.Tensor] = {}) -> torch.Tensor:  # noqa: B006
+    """Indices of the examples in batch ``step``: a pure function of (seed, step).
+
+    Each epoch is a fresh permutation seeded by (seed, epoch); the last partial batch
+    of an epoch is dropped. A resumed run therefore sees exactly the same batches.
+    """
+    per_epoch = n // batch_size
+    epoch, j = divmod(step, per_epoch)
+    key = (seed, epoch, n)
+    if key not in _cache:
+        _cache.clear()
+        g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+        _cache[key] = torch.randperm(n, generator=g)
+    return _cache[key][j * batch_size : (j + 1) * batch_size]
+
+
+def make_optimizer(model: torch.nn.Module, cfg: ExperimentConfig,
+                   device: torch.device) -> torch.optim.Optimizer:
+    # weight decay on matrices and embeddings only, not on biases and norms (as nanoGPT)
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": cfg.optimizer.weight_decay},
+              {"params": no_decay, "weight_decay": 0.0}]
+    # fused: one kernel for the whole update instead of several per tensor (CUDA only,
+    # so that the CPU path stays as it was)
+    return torch.optim.AdamW(groups, lr=cfg.training.learning_rate, betas=cfg.optimizer.betas,
+                             fused=True if device.type == "cuda" else None)
+
+
+def use_compile(setting: str, device: torch.device) -> bool:
+    """``auto`` compiles on CUDA, where a step of these small models is bound by kernel
+    launches, and not on the CPU, where compiling measured no faster per step and adds
+    a warm-up of tens of seconds (benchmarks/RESULTS.md)."""
+    if setting == "auto":
+        return device.type == "cuda"
+    return setting == "on"
+
+
+class LossModule(torch.nn.Module):
+    """Forward pass and loss of one batch: what ``torch.compile`` captures."""
+
+    def __init__(self, model: Transformer, device: torch.device):
+        super().__init__()
+        self.model = model
+        self.device = device
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        with autocast(self.device):
+            logits = self.model(x)  # (B, T, V)
+        return F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), y.reshape(-1),
+                               ignore_index=-100)
+
+
+def train(config: ExperimentConfig, *, report: Report | None = None,
+          checkpoint_dir: str | Path | None = None, resume_from: str | Path | None = None,
+          num_threads: int | None = None,
+          rungs: tuple[str, Sequence[float]] = ("steps", ())) -> dict[str, Any]:
+    """Train ``config`` and return a summary (status, exact match, parameters, history).
+
+    report: called after each evaluation (every ``check_every`` steps, where a rung is
+        reached, and at the end) with step, examples, flops, train_loss, eval_loss,
+        exact_match, token_accuracy, worst_stratum, edge_cases, strata, lr,
+        examples_per_s and more. The checkpoint in ``checkpoint_dir`` is already written.
+    checkpoint_dir: folder for ``checkpoint.pt`` (model, optimizer, scheduler, step,
+        RNG state, early-stopping state and the resolved config).
+    resume_from: a checkpoint file or folder to continue from.
+    num_threads: torch CPU threads; default all CPUs this process may use.
+    rungs: (clock, budgets): also evaluate at the first step whose steps, examples or
+        FLOPs (the clock) reach each budget: a sweep's pruning rungs. These evaluations do
+        not count towards early stopping's patience.
+    """
+    t_start = time.time()
+    t, d = config.training, config.data
+    device = resolve_device(t.device)
+    if device.type == "cpu":
+        torch.set_num_threads(num_threads or available_cpus())
+    torch.manual_seed(t.seed)
+
+    data = load_data(d)
+    if t.batch_size > len(data.train):
+        raise ConfigError(f"training.batch_size = {t.batch_size}: must be <= the "
+                          f"{len(data.train)} training examples")
+    train_set = TokenizedSet(data.train, Vocab(d.base))
+    held = HeldOut(data.test, data.n_uniform, d.operand_max, d.base)
+
+    model = Transformer(config.model).to(device)
+    optimizer = make_optimizer(model, config, device)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: lr_at(s, t, config.scheduler) / t.learning_rate)
+    state: dict[str, Any] = {"step": 0, "best_exact_match": 0.0, "best_step": 0,
+                             "es_best": -math.inf, "bad_evals": 0, "history": [],
+                             "train_seconds": 0.0, "status": "running", "reason": ""}
+    if resume_from is not None:
+        state = _restore(resume_from, config, model, optimizer, scheduler, device)
+
+    params = count_parameters(model)
+    # approximate training FLOPs: 6 x parameters x tokens fed (forward and backward)
+    flops_per_example = 6 * params * (float(train_set.lengths.float().mean()) - 1)
+    compiled = use_compile(t.compile, device)
+    step_loss = LossModule(model, device)
+    pad_to = t.pad_to
+    if compiled:
+        step_loss = torch.compile(step_loss, dynamic=False,
+                                  mode="reduce-overhead" if device.type == "cuda" else None)
+        pad_to = pad_to or train_set.longest  # one shape for every step
+    per_step = {"steps": 1.0, "examples": t.batch_size,
+                "flops": t.batch_size * flops_per_example}[rungs[0]]
+    extra_evals = {math.ceil(r / per_step - 1e-9) for r in rungs[1]}
+    status, reason = state["status"], state["reason"]
+    model.train()
+    loss_sum = torch.zeros((), device=device)
+    steps_since, t_interval = 0, time.time()
+    while state["step"] < t.max_steps and status == "running":
+        idx = batch_indices(state["step"], len(train_set), t.batch_size, t.seed)
+        x, y = (z.to(device, non_blocking=True) for z in train_set.batch(idx, pad_to))
+        if compiled and device.type == "cuda":
+            torch.compiler.cudagraph_mark_step_begin()
+        loss = step_loss(x, y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
+        optimizer.step()
+        scheduler.step()
+        state["step"] += 1
+        steps_since += 1
+        loss_sum += loss.detach()
+        step = state["step"]
+        out_of_time = t.time_budget_s is not None and time.time() - t_start >= t.time_budget_s
+        regular = step % t.check_every == 0 or step == t.max_steps or out_of_time
+        if not regular and step not in extra_evals:
+            continue
+
+        # ---- evaluation, early stopping, checkpoint, report
+        train_loss = float(loss_sum) / steps_since
+        seconds = time.time() - t_interval
+        state["train_seconds"] += seconds
+        metrics: dict[str, Any] = {"step": step, "examples": step * t.batch_size,
+                                   "flops": step * t.batch_size * flops_per_example,
+                                   "train_loss": train_loss, "lr": scheduler.get_last_lr()[0],
+                                   "examples_per_s": steps_since * t.batch_size / seconds}
+        if not math.isfinite(train_loss):
+            status, reason = "diverged", "non-finite training loss"
+            metrics.update(eval_loss=math.nan, token_accuracy=0.0, exact_match=0.0,
+                           worst_stratum=0.0, edge_cases=0.0, strata={})
+        else:
+            metrics.update(evaluate(model, held, t.eval_batch_size, device))
+            status, reason = _early_stop(state, metrics, t, counts=regular)
+            if status == "running" and step >= t.max_steps:
+                status, reason = "completed", "max_steps"
+            elif status == "running" and out_of_time:
+                status, reason = "time_limit", f"time budget of {t.time_budget_s:g} s"
+        metrics.update(params=params, best_exact_match=state["best_exact_match"],
+                       learned=learned(metrics["exact_match"], metrics["worst_stratum"],
+                                       metrics["edge_cases"]),
+                       elapsed_s=time.time() - t_start, status=status, stop_reason=reason,
+                       device=str(device))
+        state["history"].append(metrics)
+        state["status"], state["reason"] = status, reason
+        if checkpoint_dir is not None and status != "diverged":
+            _save(Path(checkpoint_dir) / ckpt.FILENAME, config, model, optimizer, scheduler,
+                  state)
+        if report is not None:
+            report(dict(metrics))
+        if status != "running":
+            break
+        loss_sum.zero_()
+        steps_since, t_interval = 0, time.time()
+    if status == "running":
+        status, reason = "completed", "max_steps"
+
+    last = state["history"][-1] if state["history"] else {}
+    return {
+        "name": config.name, "status": status, "stop_reason": reason,
+        "steps": state["step"], "final_exact_match": last.get("exact_match", 0.0),
+        "best_exact_match": state["best_exact_match"], "best_step": state["best_step"],
+        "final_token_accuracy": last.get("token_accuracy", 0.0),
+        "worst_stratum": last.get("worst_stratum", 0.0),
+        "edge_cases": last.get("edge_cases", 0.0), "learned": last.get("learned", False),
+        "strata": last.get("strata", {}), "params": params,
+        "wall_seconds": time.time() - t_start, "train_seconds": state["train_seconds"],
+        "device": str(device), "compiled": compiled,
+        "threads": torch.get_num_threads() if device.type == "cpu" else 0,
+        "config": config.to_dict(), "history": state["history"],
+    }
+
+
+def _early_stop(state: dict[str, Any], metrics: dict[str, Any], t: TrainingConfig,
+                counts: bool = True) -> tuple[str, str]:
+    """Update best/patience counters; return (status, reason). An evaluation that does
+    not ``count`` (an extra one at a pruning rung) leaves patience as it is."""
+    em = metrics["exact_match"]
+    if em > state["best_exact_match"]:
+        state["best_exact_match"], state["best_step"] = em, metrics["step"]
+    if em >= 1.0:
+        return "early_stopped", "exact_match reached 1.0"
+    es = t.early_stopping
+    if es is None or not counts:
+        return "running", ""
+    if em > state["es_best"] + es.min_delta:
+        state["es_best"], state["bad_evals"] = em, 0
+        return "running", ""
+    state["bad_evals"] += 1
+    if state["bad_evals"] >= es.patience:
+        return "early_stopped", f"no gain > {es.min_delta} in {es.patience} evaluations"
+    return "running", ""
+
+
+def _save(path: Path, config: ExperimentConfig, model: Transformer,
+          optimizer: torch.optim.Optimizer, scheduler: Any, state: dict[str, Any]) -> None:
+    rng = {"cpu": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        rng["cuda"] = torch.cuda.get_rng_state_all()
+    ckpt.save_checkpoint(path, {
+        "config": config.to_dict(), "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+        "rng": rng, "state": state,
+    })
+
+
+def _restore(source: str | Path, config: ExperimentConfig, model: Transformer,
+             optimizer: torch.optim.Optimizer, scheduler: Any,
+             device: torch.device) -> dict[str, Any]:
+    payload = ckpt.load_checkpoint(source, map_location=device)
+    saved = ckpt.config_of(payload, str(source))
+    for section in ("model", "data"):
+        if getattr(saved, section) != getattr(config, section):
+            raise ConfigError(f"{source}: saved {section} settings differ from the config "
+                              f"being resumed; resume with the same {section} section")
+    ckpt.load_weights(model, payload, str(source))
+    optimizer.load_state_dict(payload["optimizer"])
+    scheduler.load_state_dict(payload["scheduler"])
+    torch.set_rng_state(payload["rng"]["cpu"].cpu())
+    if "cuda" in payload["rng"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([s.cpu() for s in payload["rng"]["cuda"]])
+    state = dict(payload["state"])
+    if state["status"] == "completed" and state["step"] < config.training.max_steps:
+        state["status"], state["reason"] = "running", ""  # a larger budget: keep training
+    return state

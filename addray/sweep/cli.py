@@ -1,0 +1,179 @@
+"""The command line shared by the study scripts in sweeps/. No Ray at import: a local
+study selects loopback before Ray is first imported (``cluster.prefer_loopback``).
+
+A grid script offers named sets of configs (``Preset``): which config files, with which
+recipe (config overrides), learning-rate grid, comparison and seeds. Explicit options
+(--lr, --seeds, --compare, --set, --max-steps) take precedence over a preset's values.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from addray import cli
+from addray.errors import ConfigError
+from addray.sweep import cluster
+from addray.sweep.options import BUDGETS, COMPARE, METRICS, SweepOptions, command_line
+
+
+def _floats(text: str) -> list[float]:
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected numbers separated by commas, "
+                                         f"e.g. 1e-4,1e-3,3e-3") from None
+    if not values or any(not 0 < v <= 1 for v in values):
+        raise argparse.ArgumentTypeError(f"{text!r}: learning rates must be > 0 and <= 1")
+    if len(values) > 20:
+        raise argparse.ArgumentTypeError(f"{text!r}: at most 20 learning rates")
+    return values
+
+
+@dataclass
+class Preset:
+    """A named set of configs for a grid script, and how to run it."""
+
+    configs: list[str]
+    about: str
+    lrs: list[float] | None = None  # None: each config's own learning rate
+    overrides: dict[str, Any] = field(default_factory=dict)
+    compare: str = "all"
+    seeds_gpu: int = 1  # seeds when the study runs on GPUs
+    seeds_cpu: int = 1  # and on CPUs
+
+
+def parser(study: str, description: str, presets: dict[str, Preset] | None = None
+           ) -> argparse.ArgumentParser:
+    """The options every study script shares; ``presets`` (a grid script's named config
+    sets, the first the default) adds --configs, --seeds, --lr and --compare."""
+    p = cli.Parser(description=description,
+                   formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    g = p.add_argument_group("what to run")
+    g.add_argument("--study", default=study, help="study name: results go to RESULTS/STUDY/")
+    if presets:
+        g.add_argument("--configs", default=next(iter(presets)),
+                       help="a named set: " + "; ".join(f"{k}: {v.about}"
+                                                      for k, v in presets.items())
+                       + "; or YAML files separated by commas")
+        g.add_argument("--seeds", type=cli.bounded(int, 1, 100), help="seeds per config and "
+                       "learning rate (default: the set's; 3 on GPUs, 1 on CPUs for the "
+                       "scaling sets)")
+        g.add_argument("--lr", type=_floats, help="learning-rate grid, e.g. 1e-4,1e-3,3e-3 "
+                       "(default: the set's grid, or each config's own)")
+    g.add_argument("--max-steps", type=cli.bounded(int, 1, 10**9),
+                   help="override training.max_steps of every config")
+    g.add_argument("--check-every", type=cli.bounded(int, 1, 10**9),
+                   help="override training.check_every (steps between evaluations)")
+    g.add_argument("--set", dest="overrides", type=cli.setting, action="append", default=[],
+                   metavar="KEY=VALUE", help="override any config key, e.g. "
+                   "training.batch_size=128 (repeatable)")
+    g.add_argument("--smoke-test", action="store_true",
+                   help="tiny budgets and data, one learning rate and one seed: the whole "
+                   "path in about a minute on a CPU")
+    r = p.add_argument_group("resources and cluster")
+    r.add_argument("--gpus", type=cli.bounded(float, 0, 1024), help="GPUs the study may use "
+                   "(default: all the cluster has; 0 runs on CPU)")
+    r.add_argument("--gpus-per-trial", type=cli.bounded(float, 1e-3, 64), help="GPUs per "
+                   "trial; fractions pack several trials on one GPU (default: the packing "
+                   "rule in addray/sweep/resources.py, 0.25)")
+    r.add_argument("--cpus-per-trial", type=cli.bounded(float, 1e-3, 4096), help="CPUs per "
+                   "trial = torch threads (default: a node's CPUs shared evenly among the "
+                   "trials it runs at once)")
+    r.add_argument("--address", help="join an existing Ray cluster (auto or HOST:PORT); "
+                   "default: start a local Ray on loopback for this study")
+    r.add_argument("--dashboard", action="store_true", help="start the Ray dashboard "
+                   "(local Ray only) and print its URL")
+    r.add_argument("--dashboard-host", default="127.0.0.1", help="interface the dashboard "
+                   "binds to; keep 127.0.0.1 and use an SSH tunnel")
+    s = p.add_argument_group("pruning, failures, results")
+    s.add_argument("--metric", choices=METRICS, default="exact_match", help="what pruning "
+                   "compares: uniform held-out exact match, or the weakest stratum's")
+    s.add_argument("--budget", choices=BUDGETS, help="pruning clock (default: examples when "
+                   "the configs' batch sizes differ, else steps)")
+    if presets:
+        s.add_argument("--compare", choices=COMPARE, help="prune against all trials, or only "
+                       "against trials of the same config (its learning rates and seeds); "
+                       "default: the set's")
+    s.add_argument("--no-prune", dest="prune", action="store_false",
+                   help="no pruning: every trial runs its whole budget")
+    s.add_argument("--grace-period", type=cli.bounded(int, 1, 10**6), default=2,
+                   help="evaluations before a trial may be pruned")
+    s.add_argument("--reduction-factor", type=cli.bounded(int, 2, 100), default=3,
+                   help="keep the best 1/N at each rung")
+    s.add_argument("--max-failures", type=cli.bounded(int, 0, 100), default=2,
+                   help="retries of a crashed trial from its last checkpoint")
+    s.add_argument("--results", default="results", help="results folder")
+    s.add_argument("--resume", action="store_true", help="continue an interrupted study: "
+                   "finished trials are kept, unfinished ones resume from their checkpoints")
+    return p
+
+
+def common_options(args: argparse.Namespace) -> dict[str, Any]:
+    """SweepOptions fields from the shared options."""
+    return dict(
+        study=args.study, results=args.results, gpus=args.gpus,
+        gpus_per_trial=args.gpus_per_trial, cpus_per_trial=args.cpus_per_trial,
+        address=args.address, max_steps=args.max_steps, check_every=args.check_every,
+        overrides=dict(args.overrides), metric=args.metric, budget=args.budget,
+        prune=args.prune, grace_period=args.grace_period,
+        reduction_factor=args.reduction_factor, max_failures=args.max_failures,
+        resume=args.resume, dashboard=args.dashboard, dashboard_host=args.dashboard_host,
+        smoke_test=args.smoke_test, command=command_line())
+
+
+def exit_code(rows: list[dict[str, str]]) -> int:
+    """0 when every trial ended; 1 when none did or some errored (all of it is written)."""
+    if not rows or any(r["status"] == "errored" for r in rows):
+        return 1
+    return 0
+
+
+def on_gpus(args: argparse.Namespace) -> bool:
+    """Whether a study will run its trials on GPUs (decides the default seeds)."""
+    if args.gpus is not None:
+        return args.gpus > 0
+    if args.address is not None:
+        return True  # a cluster: the GPU cluster this tool is made for
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def grid_options(args: argparse.Namespace, presets: dict[str, Preset]) -> SweepOptions:
+    """SweepOptions for a grid script: the chosen set, then the explicit options."""
+    common = common_options(args)
+    preset = presets.get(args.configs)
+    if preset is None:
+        files = [f.strip() for f in args.configs.split(",") if f.strip()]
+        missing = [f for f in files if not Path(f).is_file()]
+        if not files or missing:
+            raise ConfigError(f"--configs {args.configs}: not a named set "
+                              f"({', '.join(presets)}) nor existing YAML files"
+                              + (f" (no such file: {missing[0]})" if missing else ""))
+        preset = Preset(configs=files, about="")
+    seeds = args.seeds or (preset.seeds_gpu if on_gpus(args) else preset.seeds_cpu)
+    lrs = args.lr or preset.lrs
+    if args.smoke_test:  # the whole path, quickly: one learning rate and one seed
+        seeds, lrs = args.seeds or 1, args.lr or (preset.lrs or [None])[:1]
+        lrs = None if lrs == [None] else lrs
+    return SweepOptions(configs=preset.configs, seeds=seeds, lrs=lrs,
+                        compare=args.compare or preset.compare, recipe=preset.overrides,
+                        **common)
+
+
+def main(study: str, presets: dict[str, Preset], description: str,
+         argv: list[str] | None = None) -> int:
+    args = parser(study, description, presets).parse_args(argv)
+    opts = grid_options(args, presets)
+    cluster.prefer_loopback(opts.address)
+    from addray.sweep.grid import run_grid  # imports Ray
+
+    return exit_code(run_grid(opts))
+
+
+def run(study: str, presets: dict[str, Preset], description: str) -> None:
+    cli.run(lambda: main(study, presets, description, sys.argv[1:]))

@@ -1,0 +1,214 @@
+"""The study driver: one function runs (or resumes) any study, grid or search.
+
+``run_study(opts, plan)`` takes what differs between a grid study and a search as
+values (``StudyPlan``: scheduler, search algorithm, parameter space, number of
+trials), holds the study's lock while it runs, starts or joins Ray, checks the
+resources, builds the Tuner, keeps study.json's state and returns trials.csv's rows.
+A study's files are described in ``addray.study_files``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from addray import files
+from addray import study_files as sf
+from addray.sweep import cluster, resources
+from addray.sweep.options import SweepOptions, check_state
+
+
+@dataclass
+class StudyPlan:
+    """What a study runs, as values."""
+
+    n_trials: int  # 0: open-ended (a search that runs until its time budget ends)
+    scheduler: Any  # a Tune TrialScheduler (RungScheduler, or FIFOScheduler: no pruning)
+    rungs: str  # the rungs as the start-up message prints them
+    param_space: dict[str, Any] | None = None  # a grid study's trials
+    searcher: Any = None  # a search study's Tune Searcher
+    max_concurrent: int | None = None  # a searcher's cap on trials at once
+    time_budget_s: float | None = None  # a searcher stops suggesting after this long
+    columns: dict[str, str] = field(default_factory=dict)  # more columns for the live table
+    info: dict[str, Any] = field(default_factory=dict)  # more keys for study.json
+    callbacks: list[Any] = field(default_factory=list)  # more Tune callbacks (a search's log)
+    largest_model: int = 0  # parameters of the largest model (for the GPU packing rule)
+
+
+def run_study(opts: SweepOptions, plan: StudyPlan, trainable: Any = None) -> list[dict[str, str]]:
+    """Run (or resume) a study whose options ``validate`` passed; return trials.csv's
+    rows. ``trainable`` replaces the trial function (tests inject crashes with it)."""
+    study_dir = sf.study_folder(opts.results, opts.study)
+    with files.FolderLock(study_dir, f"study '{opts.study}' ({study_dir})"):
+        previous = check_state(opts, study_dir)
+        return _run_locked(opts, plan, trainable, study_dir, previous)
+
+
+def _run_locked(opts: SweepOptions, plan: StudyPlan, trainable: Any, study_dir: Path,
+                previous: dict[str, Any]) -> list[dict[str, str]]:
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the classic table shows our columns
+    # one kept checkpoint per trial forces an experiment snapshot at every report, which
+    # is what makes a killed driver resumable; Ray warns about it on every report
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    from ray import tune
+
+    from addray.sweep.recorder import StudyRecorder
+    from addray.sweep.scheduler import RungScheduler
+    from addray.sweep.trainable import remove_stale_work_dirs, run_trial
+
+    remove_stale_work_dirs()
+    tune_dir = study_dir / "tune"
+    handle = cluster.connect(opts.address, dashboard=opts.dashboard,
+                             dashboard_host=opts.dashboard_host,
+                             num_cpus=opts.num_cpus, num_gpus=opts.num_gpus)
+    try:
+        gpus_per_trial = opts.gpus_per_trial
+        if gpus_per_trial is None:
+            gpus_per_trial = resources.default_gpus_per_trial(plan.largest_model)
+        gpus, gpt, max_concurrent = cluster.plan_resources(opts.gpus, gpus_per_trial,
+                                                           opts.gpus_per_trial is not None)
+        cpt = opts.cpus_per_trial
+        if cpt is None:
+            cpt = resources.default_cpus_per_trial(cluster.alive_nodes(), plan.n_trials, gpt,
+                                                   max_concurrent)
+        cluster.check_cpus(cpt)
+        study_dir.mkdir(parents=True, exist_ok=True)
+        info = {"study": opts.study, "command": opts.command, "state": "running",
+                "trials": plan.n_trials, "options": asdict(opts), **plan.info,
+                "resources": {"gpus": gpus, "gpus_per_trial": gpt, "cpus_per_trial": cpt,
+                              "max_concurrent": max_concurrent},
+                "started_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        if opts.resume:
+            info = {**previous, "state": "running", "resumed_with": opts.command}
+        sf.write_study(study_dir, info)
+        _announce(opts, handle, study_dir, plan, gpt, cpt, max_concurrent)
+
+        fn = tune.with_resources(trainable or run_trial, {"cpu": cpt, "gpu": gpt})
+        if opts.resume and tune.Tuner.can_restore(str(tune_dir)):
+            # the scheduler, the recorder and a searcher's state come back with it
+            tuner = tune.Tuner.restore(str(tune_dir), trainable=fn, resume_unfinished=True,
+                                       resume_errored=True)
+        else:
+            # trials that fit at once: the GPU cap, else CPUs / CPUs per trial
+            slots = max_concurrent or max(1, math.floor(cluster.total_cpus() / cpt + 1e-9))
+            recorder = StudyRecorder(str(study_dir), opts.study,
+                                     plan.scheduler if isinstance(plan.scheduler,
+                                                                  RungScheduler) else None)
+            tuner = make_tuner(tune, fn, plan, run_config(tune, opts, study_dir,
+                                                          [recorder, *plan.callbacks],
+                                                          plan.columns),
+                               max_concurrent, slots)
+        t_fit = time.time()
+        try:
+            grid = tuner.fit()
+        except KeyboardInterrupt:
+            sf.write_study(study_dir, {**info, "state": "interrupted"})
+            raise
+        # Tune answers Ctrl-C by stopping and returning: count what trials.csv holds as
+        # finished (a searcher's grid only knows the trials it has started so far)
+        rows = sf.read_trials(study_dir)
+        ended = [r for r in rows if r["status"] in (*sf.FINAL_STATUSES, "errored")]
+        errored = sum(r["status"] == "errored" for r in rows)
+        budget = plan.time_budget_s is not None and time.time() - t_fit >= plan.time_budget_s
+        done = (grid.num_terminated + grid.num_errors == len(grid)
+                and ((plan.n_trials and len(ended) >= plan.n_trials) or budget))
+        sf.write_study(study_dir, {**info, "state": "finished" if done else "interrupted",
+                                   "errored": errored})
+        if not done:
+            print("addray: study interrupted; continue it with the same command and --resume")
+    finally:
+        cluster.shutdown(handle)
+        remove_stale_work_dirs()
+    print_summary(rows, study_dir)
+    return rows
+
+
+def make_tuner(tune: Any, trainable: Any, plan: StudyPlan, run_config: Any,
+               max_concurrent: int | None, slots: int) -> Any:
+    """The Tuner for a plan: a grid of known trials, or a searcher's suggestions."""
+    if plan.searcher is None:
+        return tune.Tuner(
+            trainable, param_space=plan.param_space,
+            tune_config=tune.TuneConfig(
+                scheduler=plan.scheduler, reuse_actors=True,
+                max_concurrent_trials=max_concurrent, trial_name_creator=trial_name,
+                trial_dirname_creator=trial_dirname),
+            run_config=run_config)
+    from addray.sweep.search import DeadlineLimiter
+
+    # a searcher learns from finished trials: run no more at once than the resources allow
+    limit = min(x for x in (plan.max_concurrent, slots, plan.n_trials or None) if x)
+    return tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(
+            search_alg=DeadlineLimiter(plan.searcher, limit, plan.time_budget_s),
+            scheduler=plan.scheduler, num_samples=plan.n_trials or -1, reuse_actors=True,
+            trial_name_creator=trial_name, trial_dirname_creator=trial_dirname),
+        run_config=run_config)
+
+
+def run_config(tune: Any, opts: SweepOptions, study_dir: Path, callbacks: list[Any],
+               columns: dict[str, str]) -> Any:
+    """Storage in the study folder, the live table, retries, one checkpoint per trial."""
+    from ray.tune import CLIReporter
+
+    reporter = CLIReporter(
+        parameter_columns={"trial/seed": "seed"},
+        metric_columns={"step": "step", "exact_match": "exact_match",
+                        "worst_stratum": "worst", "best_exact_match": "best", **columns,
+                        "status": "trainer"},
+        max_report_frequency=15, print_intermediate_tables=True)
+    return tune.RunConfig(
+        name="tune", storage_path=str(study_dir), callbacks=callbacks,
+        progress_reporter=reporter, verbose=1,
+        failure_config=tune.FailureConfig(max_failures=opts.max_failures),
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=1))
+
+
+def trial_name(trial: Any) -> str:
+    return trial.config["trial"]["label"]
+
+
+def trial_dirname(trial: Any) -> str:
+    return f"{trial.config['trial']['label']}_{trial.trial_id}"
+
+
+def _announce(opts: SweepOptions, handle: cluster.RayHandle, study_dir: Path, plan: StudyPlan,
+              gpt: float, cpt: float, max_concurrent: int | None) -> None:
+    where = ("local Ray started for this study (on loopback)" if handle.started_here
+             else handle.address)
+    count = f"{plan.n_trials} trials" if plan.n_trials else "trials until the time budget ends"
+    print(f"addray: study '{opts.study}', {count} on {where}; {cpt:g} CPU"
+          f"{f' + {gpt:g} GPU' if gpt else ''} per trial"
+          f"{f', at most {max_concurrent} at once' if max_concurrent else ''}")
+    print(f"addray: results in {study_dir}/ (trials.csv, curves.csv, tune/); TensorBoard: "
+          f"tensorboard --logdir {study_dir / 'tune'}")
+    print(f"addray: {plan.rungs}")
+    if handle.dashboard_url:
+        print(f"addray: Ray dashboard at {handle.dashboard_url} (token from "
+              f"`ray get-auth-token`; see README)")
+    sys.stdout.flush()
+
+
+def print_summary(rows: list[dict[str, str]], study_dir: Path) -> None:
+    if not rows:
+        print(f"addray: no trial finished; results in {study_dir}")
+        return
+    print(f"\n{'trial config':<22} {'seed':>4} {'lr':>8} {'params':>9} {'status':<14} "
+          f"{'steps':>6} {'exact':>7} {'worst':>7} {'edge':>7}")
+
+    def pct(v: str) -> str:
+        return f"{float(v):.2%}" if v not in ("", None) else "-"
+
+    for r in sorted(rows, key=lambda r: (r["config"], r["seed"], float(r["lr"]))):
+        print(f"{r['config']:<22} {r['seed']:>4} {float(r['lr']):>8.1e} {r['params']:>9} "
+              f"{r['status']:<14} {r['steps']:>6} {pct(r['final_exact_match']):>7} "
+              f"{pct(r.get('worst_stratum', '')):>7} {pct(r.get('edge_cases', '')):>7}")
+    errored = sum(r["status"] == "errored" for r in rows)
+    print(f"addray: {len(rows)} trials recorded in {study_dir / 'trials.csv'}"
+          + (f"; {errored} errored (see their error column)" if errored else ""))

@@ -1,0 +1,98 @@
+"""Grid studies (phases 1 and 2): configs x learning rates x seeds, one trial each.
+
+Every trial runs the shared trainer through ``addray.sweep.trainable.run_trial``. The
+scheduler (``addray.sweep.scheduler``) prunes on ``--metric`` at rungs of ``--budget``
+(steps, examples or FLOPs; by default examples when the configs' batch sizes differ,
+so that a rung compares models after the same data); ``--compare config`` limits the
+comparison to one config's learning rates and seeds. The trainer's own early stopping
+ends finished or hopeless trials sooner.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from addray.core.config import ExperimentConfig, load_config
+from addray.core.model import Transformer, count_parameters
+from addray.core.tokens import max_example_length
+from addray.sweep.driver import StudyPlan, run_study
+from addray.sweep.options import SweepOptions, command_overrides, validate
+from addray.sweep.scheduler import UNITS, RungScheduler, rung_budgets, show_budget
+
+
+def build_configs(opts: SweepOptions) -> list[tuple[ExperimentConfig, float, int]]:
+    """(config, learning rate, seed) of every trial, each config loaded and checked."""
+    overrides = command_overrides(opts)
+    out = []
+    for path in opts.configs:
+        base = load_config(path, overrides)
+        for lr in opts.lrs or [base.training.learning_rate]:
+            for i in range(opts.seeds):
+                cfg = load_config(path, {**overrides, "training.learning_rate": lr,
+                                         "training.seed": base.training.seed + i})
+                out.append((cfg, lr, cfg.training.seed))
+    return out
+
+
+def per_step(cfg: ExperimentConfig, clock: str, params: int) -> float:
+    """How far one training step moves ``clock`` (FLOPs: 6 x parameters x the longest
+    example's tokens, an upper bound used only to place the rungs)."""
+    t = cfg.training
+    longest = max_example_length(cfg.data.operand_max, cfg.data.base) - 1
+    return {"steps": 1.0, "examples": float(t.batch_size),
+            "flops": 6.0 * params * t.batch_size * longest}[clock]
+
+
+def group_by_config(config: dict) -> str:
+    return config["trial"]["name"]
+
+
+def unit_by_setting(config: dict) -> tuple[str, float]:
+    """A config at one learning rate: its seeds are judged together."""
+    spec = config["trial"]
+    return spec["name"], spec["config"]["training"]["learning_rate"]
+
+
+def plan_grid(opts: SweepOptions) -> StudyPlan:
+    """The study's trials and scheduler, for options already validated."""
+    combos = build_configs(opts)
+    params = {cfg.name: count_parameters(Transformer(cfg.model)) for cfg, _, _ in combos}
+    batches = {cfg.training.batch_size for cfg, _, _ in combos}
+    clock = opts.budget or ("examples" if len(batches) > 1 else "steps")
+    steps = [per_step(cfg, clock, params[cfg.name]) for cfg, _, _ in combos]
+    grace = opts.grace_period * min(c.training.check_every * s
+                                    for (c, _, _), s in zip(combos, steps, strict=True))
+    top = max(c.training.max_steps * s for (c, _, _), s in zip(combos, steps, strict=True))
+    rungs = rung_budgets(top, grace, opts.reduction_factor) if opts.prune else []
+    prune = {"metric": opts.metric, "clock": clock, "rungs": rungs}
+    trials = [{"label": f"{cfg.name}-s{seed}-lr{lr:g}", "name": cfg.name, "seed": seed,
+               "config": cfg.to_dict(), "budget": clock, "prune": prune}
+              for cfg, lr, seed in combos]
+    if opts.prune:
+        by_config = opts.compare == "config"
+        # a grid's trials are all known: judge each at every rung it passed (catch-up)
+        scheduler: Any = RungScheduler(
+            score="prune_score", clock=clock, rungs=rungs,
+            reduction_factor=opts.reduction_factor, catch_up=True,
+            group=group_by_config if by_config else None, unit=unit_by_setting,
+            unit_label="setting of this config" if by_config else "setting")
+        where = "within each config" if by_config else "across all trials"
+        shown = ", ".join(show_budget(r, clock) for r in rungs) or "none (budget below grace)"
+        text = f"pruning on {opts.metric} {where}, rungs at {shown}"
+    else:
+        from ray.tune.schedulers import FIFOScheduler
+
+        scheduler, text = FIFOScheduler(), "no pruning: every trial runs its whole budget"
+    from ray import tune
+
+    return StudyPlan(n_trials=len(trials), scheduler=scheduler, rungs=text,
+                     param_space={"trial": tune.grid_search(trials)},
+                     info={"kind": "grid", "budget": clock, "budget_unit": UNITS[clock],
+                           "metric": opts.metric, "compare": opts.compare},
+                     largest_model=max(params.values()))
+
+
+def run_grid(opts: SweepOptions, trainable: Any = None) -> list[dict[str, str]]:
+    """Run (or resume) a grid study; return its trials.csv rows."""
+    validate(opts)
+    return run_study(opts, plan_grid(opts), trainable)

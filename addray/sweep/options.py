@@ -1,0 +1,169 @@
+"""What a sweep or a search is asked to do, and the one place where it is checked.
+
+No Ray here: every option is validated before Ray starts (``validate``), and the study
+folder's state (a study already there, nothing to resume) is checked under the study's
+lock (``check_state``), so that two drivers can never both pass it.
+"""
+
+from __future__ import annotations
+
+import math
+import shlex
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from addray import study_files as sf
+from addray.errors import ConfigError, StudyError
+
+MAX_TRIALS = 2_000  # trials in one study: more is a typo, and would take minutes to plan
+MAX_SEEDS = 100
+METRICS = ("exact_match", "worst_stratum")
+BUDGETS = ("steps", "examples", "flops")
+COMPARE = ("all", "config")
+
+# a study small enough to run end to end in about a minute on 2 CPU cores
+SMOKE_OVERRIDES: dict[str, Any] = {
+    "data.n_train": 2000, "data.n_test": 200, "data.min_per_stratum": 20,
+    "training.batch_size": 32, "training.max_steps": 60, "training.check_every": 10,
+    "training.warmup_steps": 5,
+}
+
+
+@dataclass
+class SweepOptions:
+    study: str
+    configs: list[str] = field(default_factory=list)
+    seeds: int = 1
+    lrs: list[float] | None = None  # None: each config's own learning rate
+    results: str = "results"
+    gpus: float | None = None  # None: every GPU the cluster has
+    gpus_per_trial: float | None = None  # None: the packing rule (addray.sweep.resources)
+    cpus_per_trial: float | None = None  # None: a node's CPUs shared among its trials
+    address: str | None = None  # None: start a local Ray (on loopback) for this study
+    max_steps: int | None = None
+    check_every: int | None = None
+    overrides: dict[str, Any] = field(default_factory=dict)  # --set
+    recipe: dict[str, Any] = field(default_factory=dict)  # a named set's overrides
+    metric: str = "exact_match"  # what pruning compares: exact_match | worst_stratum
+    budget: str | None = None  # pruning clock: steps | examples | flops (None: automatic)
+    compare: str = "all"  # prune against all trials, or only trials of the same config
+    prune: bool = True  # False: every trial runs its whole budget
+    grace_period: int = 2  # evaluations before a trial may be pruned
+    reduction_factor: int = 3  # keep the best 1/reduction_factor at each rung
+    max_failures: int = 2  # retries of a crashed trial, from its last checkpoint
+    resume: bool = False
+    dashboard: bool = False
+    dashboard_host: str = "127.0.0.1"
+    smoke_test: bool = False
+    num_cpus: int | None = None  # local Ray only: CPUs to declare (default: all)
+    num_gpus: int | None = None  # local Ray only: GPUs to declare (default: detected)
+    command: str = ""
+
+
+@dataclass
+class SearchOptions(SweepOptions):
+    space: str = "configs/phase3_search.yaml"
+    trials: int | None = None  # None with no time budget: DEFAULT_TRIALS
+    time_budget_s: float | None = None  # stop suggesting new trials after this long
+    max_concurrent: int | None = None  # None: as many as the resources allow
+    sampler_seed: int = 0
+    confirm_seeds: int = 2  # more seeds for the best config afterwards (0: none)
+    finish: bool = False  # end an existing search where it stands: save the best, confirm
+
+
+def command_line() -> str:
+    return " ".join(shlex.quote(a) for a in [Path(sys.executable).name, *sys.argv])
+
+
+def command_overrides(opts: SweepOptions) -> dict[str, Any]:
+    """Config overrides, later ones winning: a named set's recipe, --smoke-test,
+    --max-steps and --check-every, --set."""
+    overrides = {**opts.recipe, **(SMOKE_OVERRIDES if opts.smoke_test else {})}
+    if opts.max_steps is not None:
+        overrides["training.max_steps"] = opts.max_steps
+    if opts.check_every is not None:
+        overrides["training.check_every"] = opts.check_every
+    overrides.update(opts.overrides)
+    return overrides
+
+
+def _check(ok: bool, flag: str, value: Any, rule: str) -> None:
+    if not ok:
+        shown = f"{value:g}" if isinstance(value, float) else value
+        raise ConfigError(f"{flag} = {shown}: {rule}")
+
+
+def _finite(value: float | None) -> bool:
+    return value is None or math.isfinite(value)
+
+
+def validate(opts: SweepOptions) -> Path:
+    """Check every option; return the study's folder. Raises ConfigError in one line."""
+    study_dir = sf.study_folder(opts.results, opts.study)
+    _check(opts.metric in METRICS, "--metric", opts.metric, f"must be one of {', '.join(METRICS)}")
+    _check(opts.budget is None or opts.budget in BUDGETS, "--budget", opts.budget,
+           f"must be one of {', '.join(BUDGETS)}")
+    _check(opts.compare in COMPARE, "--compare", opts.compare,
+           f"must be one of {', '.join(COMPARE)}")
+    _check(1 <= opts.grace_period <= 1_000_000, "--grace-period", opts.grace_period,
+           "must be >= 1 and <= 1000000")
+    _check(2 <= opts.reduction_factor <= 100, "--reduction-factor", opts.reduction_factor,
+           "must be >= 2 and <= 100")
+    _check(0 <= opts.max_failures <= 100, "--max-failures", opts.max_failures,
+           "must be >= 0 and <= 100")
+    for flag, value in (("--gpus", opts.gpus), ("--gpus-per-trial", opts.gpus_per_trial),
+                        ("--cpus-per-trial", opts.cpus_per_trial)):
+        _check(_finite(value), flag, value, "must be a finite number")
+    _check(opts.gpus is None or 0 <= opts.gpus <= 1024, "--gpus", opts.gpus,
+           "must be >= 0 and <= 1024")
+    g = opts.gpus_per_trial
+    _check(g is None or (0 < g <= 1 or (g > 1 and g == int(g) and g <= 64)), "--gpus-per-trial",
+           g, "must be a fraction in (0, 1] or a whole number of GPUs")
+    _check(opts.cpus_per_trial is None or 0 < opts.cpus_per_trial <= 4096, "--cpus-per-trial",
+           opts.cpus_per_trial, "must be > 0 and <= 4096")
+    for flag, value in (("--max-steps", opts.max_steps), ("--check-every", opts.check_every)):
+        _check(value is None or value >= 1, flag, value, "must be >= 1")
+    if isinstance(opts, SearchOptions):
+        _validate_search(opts)
+    else:
+        _check(1 <= opts.seeds <= MAX_SEEDS, "--seeds", opts.seeds,
+               f"must be >= 1 and <= {MAX_SEEDS}")
+        _check(bool(opts.configs), "configs", opts.configs, "at least one config is needed")
+        n = len(opts.configs) * len(opts.lrs or [None]) * opts.seeds
+        _check(n <= MAX_TRIALS, "--seeds", opts.seeds,
+               f"{len(opts.configs)} configs x {len(opts.lrs or [None])} learning rates x "
+               f"{opts.seeds} seeds = {n} trials, more than {MAX_TRIALS} in one study")
+    return study_dir
+
+
+def _validate_search(opts: SearchOptions) -> None:
+    _check(opts.trials is None or 1 <= opts.trials <= MAX_TRIALS, "--trials", opts.trials,
+           f"must be >= 1 and <= {MAX_TRIALS}")
+    t = opts.time_budget_s
+    _check(t is None or (math.isfinite(t) and 0 < t <= 30 * 86400), "--time-budget", t,
+           "must be a finite number of seconds > 0 and <= 30 days")
+    _check(opts.max_concurrent is None or 1 <= opts.max_concurrent <= 1024, "--max-concurrent",
+           opts.max_concurrent, "must be >= 1 and <= 1024")
+    _check(0 <= opts.confirm_seeds <= MAX_SEEDS, "--confirm-seeds", opts.confirm_seeds,
+           f"must be >= 0 and <= {MAX_SEEDS}")
+    _check(0 <= opts.sampler_seed <= 2**32 - 1, "--sampler-seed", opts.sampler_seed,
+           "must be >= 0 and < 2**32")
+
+
+def check_state(opts: SweepOptions, study_dir: Path) -> dict[str, Any]:
+    """Whether the study folder can be used as asked (called under the study's lock);
+    returns its study.json ({} for a new study)."""
+    info = sf.read_study(study_dir)
+    finish = isinstance(opts, SearchOptions) and opts.finish
+    if (opts.resume or finish) and not info:
+        what = "search to finish" if finish else "study to resume"
+        flag = "--finish" if finish else "--resume"
+        raise StudyError(f"{study_dir}: no {what} (run without {flag} first)")
+    if finish and info.get("kind") != "search":
+        raise StudyError(f"{study_dir}: study '{opts.study}' is not a search")
+    if not (opts.resume or finish) and info:
+        raise StudyError(f"{study_dir}: already holds study '{opts.study}'; pass --resume to "
+                         f"continue it or --study NAME for a new one")
+    return info

@@ -1,0 +1,108 @@
+"""A Tune callback that keeps a study's trials.csv and curves.csv up to date."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from ray import tune
+
+from addray import files
+from addray import study_files as sf
+from addray.sweep.scheduler import RungScheduler
+
+
+def _last_line(path: str | None) -> str:
+    """The last non-empty line of a trial's error file (the exception itself)."""
+    try:
+        lines = [ln for ln in Path(path).read_text().splitlines() if ln.strip()] if path else []
+    except OSError:
+        return ""
+    return lines[-1][:300] if lines else ""
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True) if value not in (None, "") else ""
+
+
+class StudyRecorder(tune.Callback):
+    """Writes one trials.csv row per finished trial and one curves.csv row per report.
+
+    trials.csv is re-read and rewritten whole on each change, so a resumed study (whose
+    callback is unpickled, not constructed anew) never loses or duplicates rows. Why a
+    trial was pruned comes from the study's scheduler (``RungScheduler.stop_note``).
+    """
+
+    def __init__(self, study_dir: str, study: str, scheduler: RungScheduler | None = None):
+        self.study_dir = Path(study_dir)
+        self.study = study
+        self.scheduler = scheduler
+
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict,
+                        **info: Any) -> None:
+        spec = trial.config["trial"]
+        # Ray's result also has a "config" (the whole param space): ours must win
+        row = {**result, "study": self.study, "trial_id": trial.trial_id,
+               "config": spec["name"], "seed": spec["seed"],
+               "lr": spec["config"]["training"]["learning_rate"], "lr_now": result.get("lr"),
+               "strata": _json(result.get("strata"))}
+        files.append_csv(sf.curves_csv(self.study_dir), sf.CURVE_COLUMNS, row)
+
+    def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._upsert(self._row(trial, "running", retries_delta=1))
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        status = (trial.last_result or {}).get("status", "running")
+        self._upsert(self._row(trial, "pruned" if status == "running" else status))
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._upsert(self._row(trial, "errored", error=_last_line(trial.error_file)))
+
+    def _row(self, trial: Any, status: str, error: str = "",
+             retries_delta: int = 0) -> dict[str, Any]:
+        spec = trial.config["trial"]
+        cfg = spec["config"]
+        model, training = cfg["model"], cfg["training"]
+        last = trial.last_result or {}
+        previous = {r["trial_id"]: r for r in sf.read_trials(self.study_dir)}
+        retries = int(previous.get(trial.trial_id, {}).get("retries") or 0) + retries_delta
+        reason = last.get("stop_reason", "")
+        if status == "pruned":
+            note = self.scheduler.stop_note(trial.trial_id) if self.scheduler else None
+            reason = note or (f"stopped by the scheduler at step {last.get('step', 0)} with "
+                              f"exact match {last.get('exact_match', 0.0):.4f}")
+        resources = trial.placement_group_factory.required_resources
+        return {
+            "study": self.study, "trial_id": trial.trial_id, "config": spec["name"],
+            "d_model": model["d_model"], "n_layers": model["n_layers"],
+            "n_heads": model["n_heads"], "d_ff": model["d_ff"], "params": last.get("params", ""),
+            "seed": spec["seed"], "lr": training["learning_rate"],
+            "batch_size": training["batch_size"], "status": status, "stop_reason": reason,
+            "steps": last.get("step", 0), "max_steps": training["max_steps"],
+            "examples": last.get("examples", ""), "flops": last.get("flops", ""),
+            "budget": spec.get("budget", ""),
+            "best_exact_match": last.get("best_exact_match", ""),
+            "final_exact_match": last.get("exact_match", ""),
+            "final_token_accuracy": last.get("token_accuracy", ""),
+            "worst_stratum": last.get("worst_stratum", ""),
+            "edge_cases": last.get("edge_cases", ""), "learned": last.get("learned", ""),
+            "strata": _json(last.get("strata")),
+            "wall_seconds": round(last.get("time_total_s", 0.0), 2),
+            "device": last.get("device", ""), "node": last.get("node", ""),
+            "gpus": resources.get("GPU", 0), "gpu_ids": last.get("gpu_ids", ""),
+            "cpus": resources.get("CPU", 0),
+            "retries": retries, "error": error,
+            "suggestion": _json(spec.get("sample")), "score": last.get("search_score", ""),
+            "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "resolved_config": json.dumps(cfg, sort_keys=True),
+        }
+
+    def _upsert(self, row: dict[str, Any]) -> None:
+        rows = {r["trial_id"]: r for r in sf.read_trials(self.study_dir)}
+        old = rows.get(row["trial_id"])
+        if old is not None and old["status"] in sf.FINAL_STATUSES:
+            return  # a finished trial's row is kept as it is (a resumed study may replay it)
+        rows[row["trial_id"]] = row
+        files.write_csv(sf.trials_csv(self.study_dir), sf.TRIAL_COLUMNS, list(rows.values()))

@@ -1,0 +1,137 @@
+"""Asynchronous successive halving (ASHA) on a fair clock, on Tune's public scheduler
+interface (``FIFOScheduler`` hooks) with its own rung bookkeeping.
+
+**Clock.** A rung is a budget in training steps, examples (steps x batch size) or
+FLOPs (6 x parameters x tokens): with examples, a batch-256 trial and a batch-2048
+trial are compared after the same number of examples, not the same number of steps.
+Each trial evaluates at the step where it reaches each rung (the trainable asks the
+trainer to), and its score there is the one recorded.
+
+**Who is compared.** ``group`` decides which trials compete: all of them, or only those
+of one config (its learning rates and seeds), so that pruning picks each config's best
+learning rate and never decides one config's scaling point by another's. ``unit``
+decides what is judged: a trial, or a setting whose seeds are judged together on their
+mean score (seeds of one learning rate stop together).
+
+**Judgement.** When a trial reaches a rung, its unit is compared with the other units
+recorded there; it is stopped if it is below the cutoff that keeps the best
+1/reduction_factor (Tune's ASHA rule). Tune's ASHA judges a trial once, on arrival, so
+the first trial at a rung always passes; in a grid of models of different speeds the
+fastest never meets a rival (on one H100, phase1_tiny ran all 10,000 steps to 24% while
+better models were pruned, benchmarks/RESULTS.md). With ``catch_up`` a trial is judged
+again at every report against everything recorded since at the rungs it passed: what
+synchronous successive halving would decide, without making fast trials wait.
+The reason for every stop is kept (``stop_note``) for the study's trials.csv.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from ray.tune.schedulers import FIFOScheduler, TrialScheduler
+
+UNITS = {"steps": "steps", "examples": "examples", "flops": "FLOPs"}
+REPORT_KEY = {"steps": "step", "examples": "examples", "flops": "flops"}  # in each report
+
+
+def rung_budgets(max_budget: float, grace: float, reduction_factor: int) -> list[float]:
+    """Budgets at which trials are compared: grace * rf**k below the largest budget."""
+    rungs, t = [], grace
+    while t < max_budget:
+        rungs.append(t)
+        t *= reduction_factor
+    return rungs
+
+
+def show_budget(value: float, clock: str) -> str:
+    if clock == "steps":
+        return f"{value:,.0f} steps"
+    if clock == "examples":
+        return f"{value / 1e3:,.0f}K examples" if value >= 1e4 else f"{value:,.0f} examples"
+    return f"{value:.3g} FLOPs"
+
+
+class RungScheduler(FIFOScheduler):
+    """ASHA on ``clock`` (steps, examples or flops) with groups, units and catch-up (see
+    the module docstring). ``score`` is the report key compared (higher is better)."""
+
+    def __init__(self, *, score: str, clock: str, rungs: list[float], reduction_factor: int,
+                 catch_up: bool, group: Callable[[dict], Any] | None = None,
+                 unit: Callable[[dict], Any] | None = None, unit_label: str = "trial"):
+        super().__init__()
+        self.score, self.clock, self.rungs = score, clock, sorted(rungs)
+        self.reduction_factor, self.catch_up = reduction_factor, catch_up
+        self._group_of, self._unit_of, self.unit_label = group, unit, unit_label
+        # (group, rung) -> unit -> trial id -> score recorded there
+        self._records: dict[tuple[Any, float], dict[Any, dict[str, float]]] = {}
+        self._where: dict[str, tuple[Any, Any]] = {}  # trial id -> (group, unit)
+        self._notes: dict[str, str] = {}
+
+    def stop_note(self, trial_id: str) -> str | None:
+        """Why this scheduler stopped the trial, or None if it did not."""
+        return self._notes.get(trial_id)
+
+    def on_trial_add(self, tune_controller: Any, trial: Any) -> None:
+        self._place(trial.trial_id, trial.config)
+
+    def _place(self, trial_id: str, config: dict) -> tuple[Any, Any]:
+        if trial_id not in self._where:
+            group = self._group_of(config) if self._group_of else None
+            unit = self._unit_of(config) if self._unit_of else trial_id
+            self._where[trial_id] = (group, unit)
+        return self._where[trial_id]
+
+    def on_trial_result(self, tune_controller: Any, trial: Any, result: dict) -> str:
+        return self.judge(trial.trial_id, trial.config, result)
+
+    def judge(self, trial_id: str, config: dict, result: dict) -> str:
+        """Record the report at the rungs it reached; CONTINUE or STOP the trial."""
+        clock, score = result.get(REPORT_KEY[self.clock]), result.get(self.score)
+        if clock is None or score is None:
+            return TrialScheduler.CONTINUE
+        group, unit = self._place(trial_id, config)
+        newest = None
+        for rung in self.rungs:
+            if clock >= rung * (1 - 1e-9):  # float products of steps and batch sizes
+                units = self._records.setdefault((group, rung), {})
+                if trial_id not in units.setdefault(unit, {}):
+                    units[unit][trial_id] = float(score)
+                    newest = rung
+        if result.get("status", "running") != "running":
+            return TrialScheduler.CONTINUE  # it ended on its own: recorded, not judged
+        passed = [r for r in self.rungs if clock >= r * (1 - 1e-9)]
+        to_judge = passed[::-1] if self.catch_up else ([newest] if newest is not None else [])
+        for rung in to_judge:
+            verdict = self._below_cutoff(group, unit, rung)
+            if verdict is not None:
+                self._notes[trial_id] = (f"stopped at {show_budget(clock, self.clock)}: "
+                                         f"{verdict}")
+                return TrialScheduler.STOP
+        return TrialScheduler.CONTINUE
+
+    def _below_cutoff(self, group: Any, unit: Any, rung: float) -> str | None:
+        """Why ``unit`` is outside the best 1/rf of the units recorded at ``rung`` in
+        its group, or None if it is not."""
+        units = self._records.get((group, rung), {})
+        means = {u: float(np.mean(list(s.values()))) for u, s in units.items() if s}
+        if unit not in means:
+            return None
+        others = [v for u, v in means.items() if u != unit]
+        if not others:
+            return None
+        cutoff = float(np.nanpercentile(others, (1 - 1 / self.reduction_factor) * 100))
+        mine = means[unit]
+        if not mine < cutoff:
+            return None
+        # enough digits to tell them apart (ties at 0% differ by the tie-break only)
+        d = next((d for d in range(4, 12) if f"{mine:.{d}f}" != f"{cutoff:.{d}f}"), 12)
+        n = len(others)
+        label = self.unit_label + ("s" if n != 1 else "")
+        return (f"at the {show_budget(rung, self.clock)} rung it scored {mine:.{d}f}, below "
+                f"the cutoff {cutoff:.{d}f} of the {n} other {label} there")
+
+    def debug_string(self) -> str:
+        return (f"RungScheduler: {self.score} on {self.clock} at rungs "
+                f"{[show_budget(r, self.clock) for r in self.rungs]}")

@@ -1,0 +1,169 @@
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from matplotlib import image
+
+from addray import files
+from addray import study_files as sf
+from addray.analysis import report
+from addray.analysis.doc import count
+from addray.analysis.fits import logistic
+
+
+def _png_ok(path):
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    pixels = image.imread(path)
+    assert pixels.shape[0] >= 300 and pixels.shape[1] >= 400
+    assert pixels.std() > 0.01  # not a blank canvas
+
+
+def test_report_from_a_real_smoke_sweep(smoke_results, tmp_path):
+    results, _ = smoke_results
+    md_path, summary = report.build(results, out=tmp_path, fmt="html")
+    md = md_path.read_text()
+    for section in report.SECTIONS:
+        assert f"## {section}" in md, section
+    for png in ("fit.png", "curves_phase1.png", "curves_phase2.png"):
+        _png_ok(tmp_path / png)
+        assert f"]({png})" in md
+    assert (tmp_path / "report.html").read_text().count("<table>") >= 4
+    # every trial's numbers appear as trials.csv has them
+    for study in ("phase1", "phase2"):
+        for r in sf.read_trials(results / study):
+            line = next(ln for ln in md.splitlines() if ln.startswith(f"| {r['config']} |"))
+            assert f"{float(r['final_exact_match']):.2%}" in line
+            params = int(r["params"])
+            shown = f"{params / 1e6:.2f}M" if params >= 1e6 else f"{params / 1e3:.1f}K"
+            assert shown in line
+    assert any("trials, best exact match" in s for s in summary)
+
+
+def _synthetic_study(root):
+    """A study over many sizes, a learning-rate grid and a width/depth pair."""
+    d = root / "synth"
+    d.mkdir(parents=True)
+    sf.write_study(d, {"study": "synth", "state": "finished", "command": "python sweeps/x.py"})
+    rows, curves, rng = [], [], np.random.default_rng(0)
+    sizes = {"phase1_tiny": (32, 2, 32_167), "phase1_lower": (64, 3, 163_367),
+             "phase2_deep": (128, 8, 1_612_903), "phase2_wide": (512, 2, 6_411_367)}
+    i = 0
+    for name, (d_model, layers, params) in sizes.items():
+        for lr in (1e-3, 3e-3):
+            for seed in range(2):
+                em = float(np.clip(logistic(np.log10(params), 2.5, 5.0) - (lr == 1e-3) * 0.1
+                                   + rng.normal(0, 0.01), 0, 1))
+                rows.append({"study": "synth", "trial_id": f"t{i}", "config": name,
+                             "d_model": d_model, "n_layers": layers, "params": params,
+                             "seed": seed, "lr": lr, "status": "completed", "steps": 1000,
+                             "max_steps": 1000, "best_exact_match": em,
+                             "final_exact_match": em, "wall_seconds": 60, "gpus": 0,
+                             "cpus": 2})
+                curves += [{"study": "synth", "trial_id": f"t{i}", "config": name,
+                            "seed": seed, "lr": lr, "step": s, "exact_match": em * s / 1000}
+                           for s in (500, 1000)]
+                i += 1
+    files.write_csv(sf.trials_csv(d), sf.TRIAL_COLUMNS, rows)
+    files.write_csv(d / "curves.csv", sf.CURVE_COLUMNS, curves)
+    return root
+
+
+def test_report_sections_computed_from_data(tmp_path):
+    root = _synthetic_study(tmp_path / "results")
+    md_path, summary = report.build(root)
+    md = md_path.read_text()
+    # 8 trials at the best lr (3e-3) of each config, drawn with N50 = 10^5
+    assert "Logistic fit in log10(parameters) over 8 trials" in md
+    fit_line = next(ln for ln in md.splitlines() if ln.startswith("Logistic fit"))
+    lo, hi = fit_line.split("N50 = ")[1].split("(95% CI ")[1].split(")")[0].split("–")
+    assert float(lo.rstrip("K")) <= 100.0 <= float(hi.rstrip("K"))
+    # N99 lies above every measured size (the largest is at 97%): not quoted as a number
+    assert "N99: not determined (no size that ran its budget reaches 99%: above 6,411,367)" \
+        in fit_line
+    # best lr is 3e-3, the top of the grid: the report warns, and plots every rate
+    assert md.count("best at the edge of the grid") == 4
+    _png_ok(root / "learning_rates.png")
+    # audit: counted parameters against the claims, and the wide/deep size confound
+    assert "phase1_lower: parameter count 253.0K does not hold: counted 163,367 (-35%)" in md
+    assert "phase2_wide has 4.0x the parameters of phase2_deep" in md
+    assert "the reference spends" in md and "CPU-core-hours" in md
+    assert any(s.startswith("fit: N50 =") for s in summary)
+    # width vs depth over two seeds: a Welch test, with its verdict
+    assert "| synth | phase2_wide | phase2_deep | 3.98x |" in md
+
+
+@pytest.mark.parametrize("setup,message", [
+    (lambda d: None, "no studies found"),
+    (lambda d: (d / "readme.txt").write_text("not results"), "no studies found"),
+    (lambda d: (d / "s").mkdir() or (d / "s" / "trials.csv").write_text(
+        "study,trial_id,config,status,params\nx,t1,c,compl\nx,t2,c,completed,100\n"),
+     "truncated or corrupt"),
+])
+def test_bad_input_is_one_line_and_non_zero(tmp_path, setup, message):
+    setup(tmp_path)
+    proc = subprocess.run([sys.executable, "-m", "addray.report", str(tmp_path)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("error: ") and proc.stderr.count("\n") == 1
+    assert message in proc.stderr and str(tmp_path) in proc.stderr
+
+
+def _search_study(root, threshold=0.99):
+    """A search study whose smallest model at >= 99% has 5,000 parameters, with a
+    confirmation study of two more seeds; and a grid study beside it."""
+    import json
+
+    d = root / "search"
+    d.mkdir(parents=True)
+    sf.write_study(d, {"study": "search", "state": "finished", "kind": "search",
+                       "threshold": threshold, "confirm_study": "search-seeds"})
+    points = [(2_000, 0.40, "completed"), (3_000, 0.95, "completed"),
+              (5_000, 0.993, "completed"), (7_000, 0.30, "pruned"), (9_000, 0.999, "completed"),
+              (20_000, 0.9995, "early_stopped"), (4_000, 0.10, "pruned")]
+    rows = [{"study": "search", "trial_id": f"s{i}", "config": f"m{params}", "params": params,
+             "d_model": 16, "n_layers": 1, "seed": 0, "lr": 0.01, "batch_size": 256,
+             "status": status, "steps": 1000, "max_steps": 1000, "final_exact_match": em,
+             "best_exact_match": em, "wall_seconds": 10, "cpus": 1, "gpus": 0,
+             "suggestion": json.dumps({"d_model": 16})}
+            for i, (params, em, status) in enumerate(points)]
+    files.write_csv(sf.trials_csv(d), sf.TRIAL_COLUMNS, rows)
+    c = root / "search-seeds"
+    c.mkdir()
+    sf.write_study(c, {"study": "search-seeds", "state": "finished"})
+    files.write_csv(c / "trials.csv", sf.TRIAL_COLUMNS, [
+        {**rows[2], "study": "search-seeds", "trial_id": f"c{s}", "config": "smallest",
+         "seed": s, "final_exact_match": em} for s, em in ((1, 0.995), (2, 0.97))])
+    return root
+
+
+def test_search_section_frontier_smallest_and_seeds(tmp_path):
+    root = _synthetic_study(tmp_path / "results")
+    _search_study(root)
+    md_path, summary = report.build(root, out=tmp_path / "out")
+    md = md_path.read_text()
+    section = md.split("## Smallest model that adds")[1].split("\n## ")[0]
+    _png_ok(tmp_path / "out" / "search.png")
+    # the frontier: each more accurate than every smaller trial; pruned 7K/4K are not on it
+    front = [ln.split(" | ")[1] for ln in section.splitlines() if ln.startswith("| search | m")]
+    assert front == ["m2000", "m3000", "m5000", "m9000", "m20000"]
+    assert ("m5000 with 5,000 parameters, >= 99%, at 99.30%; 2 of 3 seeds at >= 99% uniform "
+            "exact match (min 97.00%)") in section
+    assert "is 50x this" in section
+    # the search's trials stay out of the size fit of the grid study
+    assert "Logistic fit in log10(parameters) over 8 trials" in md
+    assert any("m5000 with 5,000 parameters" in s for s in summary)
+
+
+def test_search_section_without_a_model_at_the_threshold(tmp_path):
+    root = _search_study(tmp_path / "results", threshold=1.0)
+    md = report.build(root)[0].read_text()
+    assert "search: no trial >= 100%." in md
+    assert "No fixed-config study (phase 1, phase 2) in these results." in md
+
+
+@pytest.mark.parametrize("n,shown", [(12, "12"), (32_167, "32.2K"), (4_791_911, "4.79M"),
+                                     (2.5e14, "2.5e+14"), (float("inf"), "not reached")])
+def test_parameter_counts_are_readable(n, shown):
+    # an extrapolated fit bound can be absurdly large: no "253165215.57M"
+    assert count(n) == shown

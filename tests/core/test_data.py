@@ -1,0 +1,141 @@
+import json
+import re
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from addray.core import data, strata
+from addray.core.config import DataConfig
+from addray.core.tokens import make_example, to_tokens
+from addray.errors import DataError
+
+
+def _pairs(examples, base=100):
+    return [data.operands(ex, base) for ex in examples]
+
+
+def test_prompt_and_target_hold_a_b_and_the_answer():
+    ds = data.make_dataset(DataConfig(n_train=2000, n_test=10, seed=3))
+    for ex in ds.train:
+        # the prompt ends at '=' and holds exactly a and b; the answer follows only in target
+        assert ex["input"][-1] == 101 and 102 not in ex["input"]
+        a, b = data.operands(ex, 100)
+        assert ex["target"] == to_tokens(a + b) + [102] and ex["answer"] == a + b
+
+
+@pytest.mark.parametrize("sampling", ["uniform", "balanced"])
+def test_train_and_test_disjoint(sampling):
+    ds = data.make_dataset(DataConfig(n_train=100_000, n_test=10_000, seed=11,
+                                      sampling=sampling))
+    train, test = set(_pairs(ds.train)), _pairs(ds.test)
+    assert len(test) == len(set(test)) and not train & set(test)
+    assert ds.n_uniform == 10_000 and len(ds.test) > 10_000  # strata topped up
+
+
+def test_uniform_sampling_is_the_plain_disjoint_draw():
+    # the uniform part of the held-out set and the uniform training set are one draw of
+    # distinct pair indices (the same as before strata existed)
+    d = DataConfig(n_train=5000, n_test=500, seed=5, sampling="uniform")
+    ds = data.make_dataset(d)
+    train, test = data.split_pairs(5000, 500, 999, 5)
+    assert _pairs(ds.train) == [tuple(p) for p in train.tolist()]
+    assert _pairs(ds.test[:500]) == [tuple(p) for p in test.tolist()]
+
+
+def test_every_stratum_gets_enough_held_out_pairs():
+    d = DataConfig(n_train=100_000, n_test=10_000, seed=1234, min_per_stratum=200)
+    ds = data.make_dataset(d)
+    have = Counter(strata.stratum_of(a, b, 100) for a, b in _pairs(ds.test))
+    assert set(have) == set(strata.all_strata(999, 100))
+    assert min(have.values()) >= 200
+    # the uniform part alone holds ~100 pairs with two one-token operands: too few
+    uniform = Counter(strata.stratum_of(a, b, 100) for a, b in _pairs(ds.test[:ds.n_uniform]))
+    assert uniform[strata.Stratum(1, 1, False)] < 200
+
+
+def test_balanced_sampling_draws_operand_lengths_evenly():
+    d = DataConfig(n_train=40_000, n_test=2000, seed=9, sampling="balanced")
+    ds = data.make_dataset(d)
+    lengths = Counter((len(to_tokens(a)), len(to_tokens(b))) for a, b in _pairs(ds.train))
+    assert set(lengths) == {(1, 1), (1, 2), (2, 1), (2, 2)}
+    assert all(v == 10_000 for v in lengths.values())
+    # carries well represented in the short+short part (about half, as for uniform values)
+    short = [(a, b) for a, b in _pairs(ds.train) if a < 100 and b < 100]
+    carry = sum(a + b >= 100 for a, b in short) / len(short)
+    assert 0.4 < carry < 0.6
+    # the one-token rectangle has 10,000 pairs, fewer than its share after the held-out
+    # ones are removed: they repeat, never a held-out one
+    assert len(set(short)) < len(short)
+    assert not set(short) & set(_pairs(ds.test))
+
+
+@pytest.mark.parametrize("sampling", ["uniform", "balanced"])
+def test_generation_is_deterministic_per_seed(sampling):
+    a = data.make_dataset(DataConfig(n_train=500, n_test=50, seed=5, sampling=sampling))
+    b = data.make_dataset(DataConfig(n_train=500, n_test=50, seed=5, sampling=sampling))
+    c = data.make_dataset(DataConfig(n_train=500, n_test=50, seed=6, sampling=sampling))
+    assert (a.train, a.test) == (b.train, b.test) and a.train != c.train
+
+
+def test_the_held_out_set_does_not_depend_on_sampling():
+    u = data.make_dataset(DataConfig(n_train=5000, n_test=500, seed=2, sampling="uniform"))
+    b = data.make_dataset(DataConfig(n_train=5000, n_test=500, seed=2, sampling="balanced"))
+    assert u.test == b.test
+
+
+def test_operand_range_and_base_are_settings():
+    ds = data.make_dataset(DataConfig(base=10, operand_max=20, n_train=300, n_test=50, seed=1))
+    assert all(a <= 20 and b <= 20 for a, b in _pairs(ds.train + ds.test, 10))
+    with pytest.raises(DataError, match="exceeds the 441 distinct pairs"):
+        data.split_pairs(400, 50, operand_max=20, seed=1)
+
+
+def test_sample_rect_repeats_only_when_asked():
+    rng = np.random.default_rng(0)
+    exclude = np.array([0, 1, 10], dtype=np.int64)  # (0, 0), (0, 1), (1, 0)
+    few = data.sample_rect(rng, (0, 1), (0, 1), 10, side=10, exclude=exclude)
+    assert {tuple(p) for p in few.tolist()} == {(1, 1)}
+    many = data.sample_rect(rng, (0, 1), (0, 1), 10, side=10, exclude=exclude, repeat=True)
+    assert len(many) == 10 and {tuple(p) for p in many.tolist()} == {(1, 1)}
+
+
+def test_jsonl_round_trip(tmp_path):
+    ds = data.make_dataset(DataConfig(n_train=100, n_test=10, seed=2))
+    data.write_jsonl(tmp_path / "t.jsonl", ds.train)
+    assert data.read_jsonl(tmp_path / "t.jsonl") == ds.train
+
+
+def _reference_buggy_example(a, b):
+    # the reference generator: pad to 32 first, then slice
+    c = a + b
+    t = to_tokens(a) + [100] + to_tokens(b) + [101] + to_tokens(c)
+    t = t + [102] * (32 - len(t))
+    n = len(to_tokens(c))
+    return {"input": t[:-n], "target": t[-n:], "answer": c}
+
+
+@pytest.mark.parametrize("line,message", [
+    ("{not json", "not valid JSON"),
+    (json.dumps({"input": [1, 100, 2, 101], "target": [3, 102]}), "keys input, target, answer"),
+    (json.dumps({"input": [1, 100, 2, 101], "target": [4, 102], "answer": 4}),
+     "1 + 2 != target 4"),
+    (json.dumps({"input": [1, 100, 2, 101], "target": [3], "answer": 3}), "followed by one PAD"),
+    (json.dumps({"input": [1, 100, 2, 101], "target": [300, 102], "answer": 3}), "integers in"),
+    (json.dumps({"input": "1+2=", "target": [3, 102], "answer": 3}), "lists of tokens"),
+    (json.dumps(_reference_buggy_example(12, 34)), "reference generator's bug"),
+])
+def test_corrupt_line_names_file_and_line(tmp_path, line, message):
+    good = json.dumps(make_example(1, 2))
+    path = tmp_path / "bad.jsonl"
+    path.write_text(good + "\n" + line + "\n")
+    with pytest.raises(DataError, match=re.escape(message)) as err:
+        data.read_jsonl(path)
+    assert str(err.value).startswith(f"{path}:2:")
+
+
+def test_binary_jsonl_is_one_line(tmp_path):
+    path = tmp_path / "bin.jsonl"
+    path.write_bytes(b"\xff\xfe\x00bin")
+    with pytest.raises(DataError, match="cannot read"):
+        data.read_jsonl(path)

@@ -1,0 +1,67 @@
+import torch
+
+from addray.core import decode, evaluate, strata, verify
+from addray.core.config import DataConfig, ModelConfig
+from addray.core.data import make_dataset
+from addray.core.evaluate import HeldOut
+from addray.core.model import Transformer
+
+
+class Oracle(torch.nn.Module):
+    """A 'model' whose next token is the right one for every held-out prompt: greedy
+    decoding of it answers everything."""
+
+    def __init__(self, base: int, wrong: set[tuple[int, int]] = frozenset()):
+        super().__init__()
+        self.base, self.wrong = base, wrong
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        from addray.core.tokens import from_tokens, to_tokens
+
+        b = self.base
+        logits = torch.full((idx.size(0), idx.size(1), b + 3), -1e9)
+        for i, row in enumerate(idx.tolist()):
+            eq = row.index(b + 1)
+            plus = row.index(b)
+            x, y = from_tokens(row[:plus], b), from_tokens(row[plus + 1:eq], b)
+            answer = to_tokens(x + y + ((x, y) in self.wrong), b) + [b + 2]
+            done = len(row) - eq - 1
+            logits[i, -1, answer[min(done, len(answer) - 1)]] = 0.0
+        return logits
+
+
+def test_evaluate_reports_uniform_strata_and_edge_cases():
+    d = DataConfig(base=10, operand_max=99, n_train=2000, n_test=300, seed=3,
+                   min_per_stratum=30)
+    ds = make_dataset(d)
+    held = HeldOut(ds.test, ds.n_uniform, 99, 10)
+    m = evaluate.evaluate(Oracle(10), held, 256, torch.device("cpu"))
+    assert m["exact_match"] == 1.0 and m["worst_stratum"] == 1.0 and m["edge_cases"] == 1.0
+    assert sum(n for _, n in m["strata"].values()) == len(ds.test)
+    # one wrong edge case (0 + 0): the suite says so, the uniform pairs may not
+    wrong = Oracle(10, wrong={(0, 0)})
+    m = evaluate.evaluate(wrong, held, 256, torch.device("cpu"))
+    assert m["edge_cases"] == 1 - 1 / len(strata.edge_cases(99, 10))
+
+
+def test_the_edge_case_suite_goes_through_the_one_greedy_decoder(monkeypatch):
+    # evaluation, verification and prediction share decode.greedy_decode: no second path
+    seen = []
+    original = decode.greedy_decode
+
+    def spy(model, prompts, *args, **kwargs):
+        seen.extend(map(tuple, prompts))
+        return original(model, prompts, *args, **kwargs)
+
+    monkeypatch.setattr(evaluate, "greedy_decode", spy)
+    assert verify.greedy_decode is original
+    d = DataConfig(base=10, operand_max=99, n_train=500, n_test=50, seed=1)
+    ds = make_dataset(d)
+    held = HeldOut(ds.test, ds.n_uniform, 99, 10)
+    model = Transformer(ModelConfig(vocab_size=13, d_model=8, n_layers=1, n_heads=2, d_ff=8,
+                                    max_seq_len=16))
+    evaluate.evaluate(model, held, 64, torch.device("cpu"))
+    from addray.core.tokens import make_example
+
+    assert {tuple(make_example(a, b, 10)["input"]) for a, b in strata.edge_cases(99, 10)} \
+        <= set(seen)

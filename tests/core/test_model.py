@@ -1,0 +1,111 @@
+import pytest
+import torch
+
+from addray.core.config import ModelConfig, load_config
+from addray.core.model import Rotary, Transformer, count_parameters
+
+REFERENCE_CONFIGS = ["phase1_upper", "phase1_middle", "phase1_lower", "phase1_tiny",
+                     "phase2_wide", "phase2_balanced", "phase2_deep"]
+
+
+@pytest.mark.parametrize("head_dim", [2, 8, 16, 32, 64])
+def test_rope_shapes(head_dim):
+    rot = Rotary(head_dim, max_seq_len=32, theta=100.0)
+    q = torch.randn(3, 4, 9, head_dim)  # (B, H, T, hd)
+    k = torch.randn(3, 4, 9, head_dim)
+    qr, kr = rot(q, k)
+    assert qr.shape == q.shape and kr.shape == k.shape
+    # a rotation keeps the length of every vector
+    torch.testing.assert_close(qr.norm(dim=-1), q.norm(dim=-1))
+
+
+@pytest.mark.parametrize("head_dim,theta", [(8, 100.0), (32, 100.0), (16, 10000.0)])
+def test_rope_score_depends_only_on_offset(head_dim, theta):
+    torch.manual_seed(0)
+    t = 12
+    rot = Rotary(head_dim, max_seq_len=t, theta=theta)
+    # the same query and key vector at every position: scores differ only by position
+    q = torch.randn(head_dim).expand(1, 1, t, head_dim)
+    k = torch.randn(head_dim).expand(1, 1, t, head_dim)
+    qr, kr = rot(q, k)
+    scores = (qr[0, 0] @ kr[0, 0].T)  # (T, T): scores[i, j] = <q at i, k at j>
+    for shift in range(1, 5):
+        torch.testing.assert_close(scores[shift:, shift:], scores[:-shift, :-shift],
+                                   atol=1e-5, rtol=1e-5)
+    # and it really depends on the offset (not a constant)
+    assert not torch.allclose(scores[0, 0], scores[5, 0])
+
+
+def _formula(c: ModelConfig) -> int:
+    d, ff, v = c.d_model, c.d_ff, c.vocab_size
+    b = 1 if c.bias else 0
+    attn = 4 * d * d + b * 4 * d  # qkv and output projections (and their biases)
+    mlp = 2 * d * ff + b * (ff + d)
+    norm = d if c.norm == "rmsnorm" else d + b * d  # scale (and shift)
+    head = (0 if c.tie_embeddings else d * v) + b * v
+    return v * d + c.n_layers * (attn + mlp + 2 * norm) + norm + head
+
+
+@pytest.mark.parametrize("name", REFERENCE_CONFIGS)
+def test_parameter_count_matches_formula(name):
+    cfg = load_config(f"configs/{name}.yaml")
+    assert count_parameters(Transformer(cfg.model)) == _formula(cfg.model)
+
+
+def test_parameter_counts_against_the_audit():
+    # the reference says 3.18M for 256d-6L and 77K for 32d-2L; counted: 4.8M and 32K
+    upper = count_parameters(Transformer(load_config("configs/phase1_upper.yaml").model))
+    tiny = count_parameters(Transformer(load_config("configs/phase1_tiny.yaml").model))
+    assert round(upper / 1e5) == 48 and round(tiny / 1e3) == 32
+
+
+@pytest.mark.parametrize("tie,bias,norm", [(t, b, n) for t in (False, True) for b in (False, True)
+                                           for n in ("layernorm", "rmsnorm")])
+def test_small_model_options_count_each_tensor_once(tie, bias, norm):
+    cfg = ModelConfig(d_model=8, n_layers=1, n_heads=2, d_ff=4, tie_embeddings=tie,
+                      bias=bias, norm=norm)
+    model = Transformer(cfg)
+    assert count_parameters(model) == _formula(cfg)
+    if tie:  # one matrix, used twice
+        assert model.head.weight is model.embed.weight
+
+
+def test_tied_model_saves_loads_and_predicts_through_the_same_code(tmp_path):
+    from addray.core.checkpoint import load_model, save_checkpoint
+    from addray.core.config import ExperimentConfig
+
+    cfg = ExperimentConfig(name="tied")
+    cfg.model = ModelConfig(d_model=8, n_layers=1, n_heads=2, d_ff=4, tie_embeddings=True,
+                            bias=False, norm="rmsnorm")
+    model = Transformer(cfg.model)
+    save_checkpoint(tmp_path / "checkpoint.pt", {"config": cfg.to_dict(),
+                                                 "model": model.state_dict()})
+    loaded, _ = load_model(tmp_path)
+    assert loaded.head.weight is loaded.embed.weight
+    assert count_parameters(loaded) == count_parameters(model)
+    x = torch.randint(0, 103, (2, 7))
+    torch.testing.assert_close(loaded(x), model.eval()(x))
+
+
+def test_count_parameters_counts_shared_tensors_once():
+    m = Transformer(ModelConfig(d_model=32, n_layers=1, n_heads=2, d_ff=64))
+    before = count_parameters(m)
+    m.head.weight = m.embed.weight  # tie
+    assert count_parameters(m) == before - 32 * 103
+
+
+def test_forward_is_causal():
+    torch.manual_seed(0)
+    m = Transformer(ModelConfig(d_model=32, n_layers=2, n_heads=2, d_ff=64, dropout=0.0)).eval()
+    x = torch.randint(0, 103, (2, 9))
+    y = x.clone()
+    y[:, 6:] = 5  # change the future
+    with torch.no_grad():
+        torch.testing.assert_close(m(x)[:, :6], m(y)[:, :6])
+    assert m(x).shape == (2, 9, 103)
+
+
+def test_forward_rejects_too_long_sequence():
+    m = Transformer(ModelConfig(d_model=32, n_layers=1, n_heads=2, d_ff=64, max_seq_len=8))
+    with pytest.raises(ValueError, match="exceeds max_seq_len 8"):
+        m(torch.zeros(1, 9, dtype=torch.long))

@@ -1,0 +1,75 @@
+"""Every study option is checked in one place, before Ray starts (no Ray here)."""
+
+import pytest
+
+from addray import study_files as sf
+from addray.errors import ConfigError, StudyError
+from addray.sweep.options import SearchOptions, SweepOptions, check_state, validate
+from tests.conftest import CONFIGS
+
+TINY = [str(CONFIGS / "phase1_tiny.yaml")]
+
+
+@pytest.mark.parametrize("kw,message", [
+    ({"study": "../x"}, "--study '../x': must be a plain name"),
+    ({"study": "/abs/path"}, "--study '/abs/path': must be a plain name"),
+    ({"study": "a/b"}, "must be a plain name"),
+    ({"seeds": 0}, "--seeds = 0: must be >= 1"),
+    ({"seeds": 100_000}, "--seeds = 100000: must be >= 1 and <= 100"),
+    ({"lrs": [1e-3] * 20, "configs": TINY * 7, "seeds": 20},
+     "7 configs x 20 learning rates x 20 seeds = 2800 trials, more than 2000"),
+    ({"grace_period": 0}, "--grace-period = 0: must be >= 1"),
+    ({"reduction_factor": 1}, "--reduction-factor = 1: must be >= 2"),
+    ({"max_failures": -1}, "--max-failures = -1: must be >= 0"),
+    ({"cpus_per_trial": 0.0}, "--cpus-per-trial = 0: must be > 0"),
+    ({"cpus_per_trial": float("nan")}, "--cpus-per-trial = nan: must be a finite number"),
+    ({"gpus_per_trial": 1.5}, "--gpus-per-trial = 1.5: must be a fraction in (0, 1] or a whole"),
+    ({"gpus": -1.0}, "--gpus = -1: must be >= 0"),
+    ({"metric": "loss"}, "--metric = loss: must be one of exact_match, worst_stratum"),
+    ({"budget": "hours"}, "--budget = hours: must be one of steps, examples, flops"),
+    ({"configs": []}, "at least one config is needed"),
+])
+def test_bad_grid_options(tmp_path, kw, message):
+    opts = SweepOptions(**{"study": "s", "configs": TINY, "results": str(tmp_path), **kw})
+    with pytest.raises(ConfigError) as err:
+        validate(opts)
+    assert message in str(err.value) and "\n" not in str(err.value)
+    assert list(tmp_path.iterdir()) == []  # nothing written
+
+
+@pytest.mark.parametrize("kw,message", [
+    ({"trials": 0}, "--trials = 0: must be >= 1"),
+    ({"trials": 10**6}, "--trials = 1000000: must be >= 1 and <= 2000"),
+    ({"time_budget_s": float("nan")}, "--time-budget = nan: must be a finite number"),
+    ({"time_budget_s": float("inf")}, "--time-budget = inf: must be a finite number"),
+    ({"time_budget_s": 0.0}, "--time-budget = 0: must be a finite number of seconds > 0"),
+    ({"max_concurrent": 0}, "--max-concurrent = 0: must be >= 1"),
+    ({"confirm_seeds": -1}, "--confirm-seeds = -1: must be >= 0"),
+])
+def test_bad_search_options(tmp_path, kw, message):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        validate(SearchOptions(**{"study": "s", "results": str(tmp_path), **kw}))
+
+
+def test_results_that_is_a_file(tmp_path):
+    (tmp_path / "f").write_text("")
+    with pytest.raises(ConfigError, match="--results .*: is a file, not a folder"):
+        validate(SweepOptions(study="s", configs=TINY, results=str(tmp_path / "f")))
+
+
+def test_the_study_folder_stays_inside_results(tmp_path):
+    assert validate(SweepOptions(study="s", configs=TINY, results=str(tmp_path))) == \
+        (tmp_path / "s").resolve()
+
+
+def test_study_state(tmp_path):
+    new = SweepOptions(study="s", configs=TINY, results=str(tmp_path))
+    assert check_state(new, tmp_path / "s") == {}
+    with pytest.raises(StudyError, match="no study to resume"):
+        check_state(SweepOptions(study="s", configs=TINY, resume=True), tmp_path / "s")
+    (tmp_path / "s").mkdir()
+    sf.write_study(tmp_path / "s", {"study": "s", "state": "finished"})
+    with pytest.raises(StudyError, match="already holds study 's'; pass --resume"):
+        check_state(new, tmp_path / "s")
+    with pytest.raises(StudyError, match="study 's' is not a search"):
+        check_state(SearchOptions(study="s", finish=True), tmp_path / "s")

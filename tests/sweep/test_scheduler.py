@@ -1,0 +1,155 @@
+"""RungScheduler: successive halving on a budget clock, with catch-up, groups and units,
+on synthetic studies (no Ray cluster needed)."""
+
+import re
+
+import pytest
+from ray.tune.schedulers import TrialScheduler
+
+from addray.sweep.grid import group_by_config, unit_by_setting
+from addray.sweep.scheduler import RungScheduler, rung_budgets, show_budget
+
+CONT, STOP = TrialScheduler.CONTINUE, TrialScheduler.STOP
+
+
+def _config(name, lr=1e-3, seed=0, batch=256):
+    return {"trial": {"name": name, "seed": seed,
+                      "config": {"training": {"learning_rate": lr, "batch_size": batch}}}}
+
+
+def _scheduler(catch_up, clock="steps", rungs=(1000, 3000, 9000), **kw):
+    # rungs at steps 1000, 3000, 9000 (grace 2 reports of 500 steps, rf 3), as phase 1
+    return RungScheduler(score="score", clock=clock, rungs=list(rungs), reduction_factor=3,
+                         catch_up=catch_up, **kw)
+
+
+def _report(sched, trial_id, step, score, config=None, **extra):
+    return sched.judge(trial_id, config or _config(trial_id),
+                       {"step": step, "score": score, "status": "running", **extra})
+
+
+def test_rungs():
+    assert rung_budgets(10_000, 1000, 3) == [1000, 3000, 9000]
+    assert rung_budgets(2000, 1000, 3) == [1000]
+    assert show_budget(256_000, "examples") == "256K examples"
+    assert show_budget(3000, "steps") == "3,000 steps"
+
+
+@pytest.mark.parametrize("catch_up", [False, True])
+def test_first_at_a_rung_passes_it_and_a_late_weak_trial_is_stopped(catch_up):
+    sched = _scheduler(catch_up)
+    # the fastest model reaches the rung first: nothing to compare with, it goes on
+    assert _report(sched, "tiny", 1000, 0.002) == CONT
+    assert _report(sched, "middle", 1000, 0.088) == CONT
+    # a later arrival below the rung's cutoff is stopped there, with the reason
+    assert _report(sched, "lower", 1000, 0.0077) == STOP
+    note = sched.stop_note("lower")
+    assert note.startswith("stopped at 1,000 steps: at the 1,000 steps rung")
+    assert "0.0077" in note and "2 other trials" in note
+
+
+def test_catch_up_stops_the_early_arrival_once_the_rung_fills():
+    sched = _scheduler(catch_up=True)
+    assert _report(sched, "tiny", 1000, 0.002) == CONT
+    assert _report(sched, "middle", 1000, 0.088) == CONT
+    # tiny's next report: judged again at 1000 against middle, as if it had come last
+    assert _report(sched, "tiny", 1500, 0.015) == STOP
+    assert sched.stop_note("tiny").startswith(
+        "stopped at 1,500 steps: at the 1,000 steps rung it scored 0.0020")
+    # the better trial is left alone at every later report
+    assert _report(sched, "middle", 1500, 0.19) == CONT
+    assert sched.stop_note("middle") is None
+
+
+def test_without_catch_up_the_early_arrival_runs_on():
+    sched = _scheduler(catch_up=False)
+    assert _report(sched, "tiny", 1000, 0.002) == CONT
+    assert _report(sched, "middle", 1000, 0.088) == CONT
+    for step in range(1500, 10_000, 500):
+        assert _report(sched, "tiny", step, 0.1) == CONT
+    assert sched.stop_note("tiny") is None
+
+
+def test_catch_up_keeps_the_top_third_and_ties():
+    sched = _scheduler(catch_up=True)
+    _report(sched, "tiny", 1000, 0.5)
+    _report(sched, "middle", 1000, 0.5)  # a tie with the cutoff is not below it
+    assert _report(sched, "tiny", 1500, 0.6) == CONT
+    assert _report(sched, "middle", 1500, 0.6) == CONT
+    # a third trial far ahead: of three, only the best third stays (tiny and middle go)
+    assert _report(sched, "upper", 1000, 0.9) == CONT
+    assert _report(sched, "tiny", 2000, 0.7) == STOP
+    assert _report(sched, "middle", 2000, 0.7) == STOP
+    assert _report(sched, "upper", 2000, 0.95) == CONT
+
+
+def test_a_trial_that_ended_on_its_own_is_recorded_not_judged():
+    sched = _scheduler(catch_up=True)
+    _report(sched, "upper", 1000, 0.9)
+    assert sched.judge("middle", _config("middle"),
+                       {"step": 1000, "score": 0.1, "status": "early_stopped"}) == CONT
+    assert sched.stop_note("middle") is None
+
+
+def test_the_note_tells_near_ties_apart():
+    sched = _scheduler(catch_up=True)
+    _report(sched, "middle", 1000, 3.6e-7)  # 0% exact match, tie-break only
+    assert _report(sched, "tiny", 1000, 3.5e-7) == STOP
+    mine, cutoff = re.search(r"scored (\S+), below the cutoff (\S+) ",
+                             sched.stop_note("tiny")).groups()
+    assert mine != cutoff and float(mine) < float(cutoff)
+
+
+def test_examples_clock_compares_at_equal_examples_and_steps_does_not():
+    # upper (batch 256) and tiny (batch 2048) after 1,000 steps: tiny has seen 8x the data
+    # and leads; after the same 256K examples, upper leads
+    def run(clock):
+        rung = 256_000 if clock == "examples" else 1000
+        sched = _scheduler(True, clock=clock, rungs=[rung])
+        ups = [(1000, 256_000, 0.30), (8000, 2_048_000, 0.95)]
+        tinys = [(125, 256_000, 0.05), (1000, 2_048_000, 0.40)]
+        decisions = {}
+        for (us, ue, ua), (ts, te, ta) in zip(ups, tinys, strict=True):
+            decisions["tiny"] = sched.judge("tiny", _config("tiny", batch=2048),
+                                            {"step": ts, "examples": te, "score": ta,
+                                             "status": "running"})
+            decisions["upper"] = sched.judge("upper", _config("upper", batch=256),
+                                             {"step": us, "examples": ue, "score": ua,
+                                              "status": "running"})
+        return decisions
+
+    steps, examples = run("steps"), run("examples")
+    # steps: at the 1,000-step rung tiny (0.40, 2M examples) beats upper (0.30, 256K)
+    assert steps == {"tiny": CONT, "upper": STOP}
+    # examples: at 256K examples upper (0.30) beats tiny (0.05, after 125 steps)
+    assert examples == {"tiny": STOP, "upper": CONT}
+
+
+def test_within_config_comparison_never_prunes_one_config_by_another():
+    # four configs x three learning rates: each config keeps its best rate, whatever
+    # the other configs score
+    sched = _scheduler(True, rungs=[1000], group=group_by_config, unit=unit_by_setting)
+    scores = {"upper": (0.9, 0.6, 0.3), "middle": (0.5, 0.8, 0.2), "lower": (0.1, 0.2, 0.3),
+              "tiny": (0.001, 0.002, 0.0)}
+    decisions = {}
+    for rep in range(2):
+        for name, row in scores.items():
+            for lr, score in zip((1e-4, 1e-3, 1e-2), row, strict=True):
+                decisions[(name, lr)] = _report(sched, f"{name}-{lr}", 1000 + 500 * rep, score,
+                                                _config(name, lr))
+    best = {name: max(zip(row, (1e-4, 1e-3, 1e-2), strict=True))[1]
+            for name, row in scores.items()}
+    for (name, lr), decision in decisions.items():
+        assert decision == (CONT if lr == best[name] else STOP), (name, lr)
+    assert "other settings of this config" not in sched.stop_note("tiny-0.0001")
+
+
+def test_seeds_of_one_setting_stand_or_fall_together():
+    sched = _scheduler(True, rungs=[1000], unit=unit_by_setting)
+    # lr 1e-3's seeds average 0.5, lr 1e-2's 0.45: 1e-2 is below the cutoff of the one
+    # other setting (0.5) even though its seed 1 (0.6) beats lr 1e-3's seed 0 (0.4)
+    for seed, (a, b) in enumerate([(0.4, 0.3), (0.6, 0.6)]):
+        _report(sched, f"a{seed}", 1000, a, _config("m", 1e-3, seed))
+        _report(sched, f"b{seed}", 1000, b, _config("m", 1e-2, seed))
+    assert _report(sched, "b1", 1500, 0.7, _config("m", 1e-2, 1)) == STOP
+    assert _report(sched, "a0", 1500, 0.5, _config("m", 1e-3, 0)) == CONT

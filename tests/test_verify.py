@@ -1,0 +1,63 @@
+"""`python -m addray.verify`: exit 0 learned, 1 not learned, 2 bad input."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from addray.core.checkpoint import load_checkpoint, save_checkpoint
+
+ROOT = Path(__file__).resolve().parent.parent
+COMMITTED = ["results/reference/tuned_phase1_lower/checkpoint.pt",
+             "results/reference/phase3/best.pt"]
+
+
+def _verify(*args):
+    return subprocess.run([sys.executable, "-m", "addray.verify", *args], capture_output=True,
+                          text=True, cwd=ROOT, timeout=600)
+
+
+@pytest.mark.parametrize("checkpoint", COMMITTED)
+def test_committed_models_have_learned_addition(checkpoint):
+    proc = _verify(checkpoint, "--json")
+    out = json.loads(proc.stdout)
+    assert proc.returncode == 0, out["reasons"]
+    assert out["verdict"] == "learned" and all(e["right"] for e in out["edge_cases"])
+    assert out["uniform"]["n"] == 10_000 and out["one_token"]["n"] == 10_000
+    assert min(r["exact_match"] for r in out["strata"]) >= 0.99
+
+
+def test_a_damaged_copy_is_not_learned(tmp_path):
+    payload = load_checkpoint(ROOT / COMMITTED[0])
+    g = torch.Generator().manual_seed(0)
+    payload["model"] = {k: t[torch.randperm(t.shape[0], generator=g)] if t.dim() else t
+                        for k, t in payload["model"].items()}  # rows shuffled
+    save_checkpoint(tmp_path / "checkpoint.pt", payload)
+    proc = _verify(str(tmp_path / "checkpoint.pt"), "--uniform", "500")
+    assert proc.returncode == 1, proc.stderr
+    assert "verdict: NOT LEARNED" in proc.stdout
+
+
+@pytest.mark.parametrize("make,message", [
+    (lambda p: None, "no such checkpoint file"),
+    (lambda p: p.write_text("hello"), "not an addray checkpoint"),
+    (lambda p: p.write_bytes(b"\x00" * 64), "not an addray checkpoint"),
+])
+def test_missing_or_corrupt_checkpoint_is_one_line(tmp_path, make, message):
+    path = tmp_path / "x.pt"
+    make(path)
+    proc = _verify(str(path))
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and message in proc.stderr
+
+
+def test_weights_that_do_not_fit_the_config_are_one_line(tmp_path):
+    payload = load_checkpoint(ROOT / COMMITTED[0])
+    payload["config"]["model"]["d_model"] = 128
+    payload["config"]["model"]["d_ff"] = 512
+    save_checkpoint(tmp_path / "checkpoint.pt", payload)
+    proc = _verify(str(tmp_path / "checkpoint.pt"))
+    assert proc.returncode == 2 and "saved weights do not match its saved config" in proc.stderr
+    assert "Traceback" not in proc.stderr
