@@ -108,6 +108,14 @@ def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
     raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
 
 
+def trial_row(i: object, **kw: Any) -> dict[str, Any]:
+    """A trials.csv row of a finished phase1_lower trial, with ``kw`` changed."""
+    return {"trial_id": f"t{i}", "config": "phase1_lower", "status": "completed",
+            "params": 163367, "seed": 0, "lr": 1e-3, "steps": 100, "final_exact_match": 0.5,
+            "best_exact_match": 0.5, "wall_seconds": 10, "cpus": 1, "gpus": 0,
+            "d_model": 64, "n_layers": 3, **kw}
+
+
 def rows(path: Path) -> list[dict[str, str]]:
     """A CSV file's rows, as a poller sees them while the file is being appended to (the
     reader leaves a half-written last line out)."""

@@ -29,7 +29,7 @@ class StudyPlan:
 
     n_trials: int  # 0: open-ended (a search that runs until its time budget ends)
     scheduler: Any  # a Tune TrialScheduler (RungScheduler, or FIFOScheduler: no pruning)
-    rungs: str  # the rungs as the start-up message prints them
+    pruning: str  # how the study prunes, as the start-up message says it
     param_space: dict[str, Any] | None = None  # a grid study's trials
     searcher: Any = None  # a search study's Tune Searcher
     max_concurrent: int | None = None  # a searcher's cap on trials at once
@@ -188,7 +188,7 @@ def _announce(opts: SweepOptions, handle: cluster.RayHandle, study_dir: Path, pl
           f"{f', at most {max_concurrent} at once' if max_concurrent else ''}")
     print(f"addray: results in {study_dir}/ (trials.csv, curves.csv, tune/); TensorBoard: "
           f"tensorboard --logdir {study_dir / 'tune'}")
-    print(f"addray: {plan.rungs}")
+    print(f"addray: {plan.pruning}")
     if handle.dashboard_url:
         print(f"addray: Ray dashboard at {handle.dashboard_url} (token from "
               f"`ray get-auth-token`; see README)")

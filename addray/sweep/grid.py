@@ -85,7 +85,7 @@ def plan_grid(opts: SweepOptions) -> StudyPlan:
         scheduler, text = FIFOScheduler(), "no pruning: every trial runs its whole budget"
     from ray import tune
 
-    return StudyPlan(n_trials=len(trials), scheduler=scheduler, rungs=text,
+    return StudyPlan(n_trials=len(trials), scheduler=scheduler, pruning=text,
                      param_space={"trial": tune.grid_search(trials)},
                      info={"kind": "grid", "budget": clock, "budget_unit": UNITS[clock],
                            "metric": opts.metric, "compare": opts.compare},

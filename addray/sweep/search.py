@@ -106,7 +106,7 @@ def plan_search(opts: SearchOptions, study_dir: Path) -> StudyPlan:
     return StudyPlan(
         n_trials=trials or 0, scheduler=scheduler, searcher=searcher,
         max_concurrent=opts.max_concurrent, time_budget_s=opts.time_budget_s,
-        rungs=f"pruning on search_score ({opts.metric}), rungs at "
+        pruning=f"pruning on search_score ({opts.metric}), rungs at "
               f"{', '.join(show_budget(r, 'steps') for r in rungs) or 'none'}",
         columns={"search_score": "score"}, largest_model=largest,
         callbacks=[OptunaLog(str(study_dir), opts.study, space)],

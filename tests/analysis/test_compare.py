@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 
 from addray.analysis import compare
-from tests.analysis.test_results import row
+from tests.conftest import trial_row as row
 
 
 def _t(rows):

@@ -167,3 +167,15 @@ def test_search_section_without_a_model_at_the_threshold(tmp_path):
 def test_parameter_counts_are_readable(n, shown):
     # an extrapolated fit bound can be absurdly large: no "253165215.57M"
     assert count(n) == shown
+
+
+@pytest.mark.parametrize("em,claim,cut,verdict", [
+    # a lower bound can only show that a claim is too low, whatever the claim
+    (0.0154, 0.0, True, "neither confirms nor refutes the claimed 0.00%"),
+    (0.364, 0.915, True, "neither confirms nor refutes the claimed 91.50%"),
+    (0.80, 0.376, True, "is above the claimed 37.60%, so the claim is too low"),
+    (0.0154, 0.0, False, "matches the claimed 0.00%"),
+    (0.9981, 0.7931, False, "is above the claimed 79.31%"),
+])
+def test_the_audit_treats_every_lower_bound_alike(em, claim, cut, verdict):
+    assert verdict in report._claim_line("c", em, claim, "lr 1e-4", cut)

@@ -6,6 +6,7 @@ from addray import files
 from addray import study_files as sf
 from addray.analysis.results import load_results
 from addray.errors import DataError
+from tests.conftest import trial_row as row
 
 
 def _write_study(d, rows, state="finished", curves=()):
@@ -13,13 +14,6 @@ def _write_study(d, rows, state="finished", curves=()):
     sf.write_study(d, {"study": d.name, "state": state, "command": "python sweeps/x.py"})
     files.write_csv(sf.trials_csv(d), sf.TRIAL_COLUMNS, rows)
     files.write_csv(sf.curves_csv(d), sf.CURVE_COLUMNS, list(curves))
-
-
-def row(i, **kw):
-    return {"trial_id": f"t{i}", "config": "phase1_lower", "status": "completed",
-            "params": 163367, "seed": 0, "lr": 1e-3, "steps": 100, "final_exact_match": 0.5,
-            "best_exact_match": 0.5, "wall_seconds": 10, "cpus": 1, "gpus": 0,
-            "d_model": 64, "n_layers": 3, **kw}
 
 
 def test_load_marks_partial_studies_and_running_trials(tmp_path):

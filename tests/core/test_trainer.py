@@ -226,4 +226,4 @@ def test_time_budget_stops_with_a_final_evaluation():
     assert result["status"] == "time_limit" and 0 < result["steps"] < 100_000
     # the stop is evaluated and reported like any other evaluation
     assert result["history"][-1]["step"] == result["steps"]
-    assert result["train_seconds"] < 10
+    assert result["history"][-1]["stop_reason"] == "time budget of 2 s"

@@ -7,7 +7,6 @@ import json
 import pickle
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import optuna
@@ -167,15 +166,13 @@ def test_finish_ends_an_interrupted_search_where_it_stands(tmp_path):
 
 
 def test_time_budget_stops_new_trials_and_lets_running_ones_finish(tmp_path):
-    # no trial count: without the budget this search would never end (the 300 s timeout
-    # fails it); the trials running at the deadline finish and are recorded
-    t0 = time.time()
+    # no trial count: without the budget this search would never end (the subprocess's
+    # 300 s timeout fails it); the trials running at the deadline finish and are recorded
     proc = _search("--smoke-test", "--results", str(tmp_path), "--time-budget", "10",
                    "--max-steps", "200", "--no-prune", "--confirm-seeds", "0",
                    "--set", "training.early_stopping=null")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "trials until the time budget ends" in proc.stdout
-    assert time.time() - t0 < 120
     trials = sf.read_trials(tmp_path / "phase3")
     assert len(trials) >= 2, trials  # the two started at once (more on an idle machine)
     assert all(r["status"] == "completed" and r["steps"] == "200" for r in trials), trials
