@@ -7,10 +7,11 @@ lock (``check_state``), so that two drivers can never both pass it.
 
 from __future__ import annotations
 
+import json
 import math
 import shlex
 import sys
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -166,4 +167,31 @@ def check_state(opts: SweepOptions, study_dir: Path) -> dict[str, Any]:
     if not (opts.resume or finish) and info:
         raise StudyError(f"{study_dir}: already holds study '{opts.study}'; pass --resume to "
                          f"continue it or --study NAME for a new one")
+    if opts.resume:
+        _check_same_study(opts, study_dir, info)
     return info
+
+
+# options that define a study's trials and how they are judged: a resume must repeat them
+# (resources, retries, the dashboard, a search's trial count and time budget may change)
+_DEFINING = {"configs": "--configs", "recipe": "--configs", "seeds": "--seeds", "lrs": "--lr",
+             "max_steps": "--max-steps", "check_every": "--check-every", "overrides": "--set",
+             "smoke_test": "--smoke-test", "metric": "--metric", "budget": "--budget",
+             "compare": "--compare", "prune": "--no-prune", "grace_period": "--grace-period",
+             "reduction_factor": "--reduction-factor", "space": "--space",
+             "sampler_seed": "--sampler-seed", "confirm_seeds": "--confirm-seeds"}
+
+
+def _check_same_study(opts: SweepOptions, study_dir: Path, info: dict[str, Any]) -> None:
+    """A resume continues the study that was started: the same configs, seeds, budgets and
+    pruning, else the restored trials would be judged by a different plan."""
+    stored = info.get("options")
+    if not isinstance(stored, dict):
+        return  # written by an older addray: nothing to compare against
+    given = json.loads(json.dumps(asdict(opts)))
+    for key, flag in _DEFINING.items():
+        if key in stored and key in given and stored[key] != given[key]:
+            raise StudyError(
+                f"{study_dir / 'study.json'}: --resume with {flag} different from the study's "
+                f"({key}: {json.dumps(stored[key])} when started, {json.dumps(given[key])} now); "
+                f"resume with the command that started it plus --resume: {info.get('command')}")

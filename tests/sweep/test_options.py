@@ -1,5 +1,8 @@
 """Every study option is checked in one place, before Ray starts (no Ray here)."""
 
+import json
+from dataclasses import asdict, replace
+
 import pytest
 
 from addray import study_files as sf
@@ -73,3 +76,21 @@ def test_study_state(tmp_path):
         check_state(new, tmp_path / "s")
     with pytest.raises(StudyError, match="study 's' is not a search"):
         check_state(SearchOptions(study="s", finish=True), tmp_path / "s")
+
+
+def test_a_resume_must_repeat_the_study_it_continues(tmp_path):
+    started = SweepOptions(study="s", configs=TINY, seeds=3, max_steps=500, prune=False,
+                           results=str(tmp_path), command="python sweeps/phase1.py --seeds 3")
+    (tmp_path / "s").mkdir()
+    sf.write_study(tmp_path / "s", {"study": "s", "state": "interrupted",
+                                    "command": started.command,
+                                    "options": json.loads(json.dumps(asdict(started)))})
+    # resources and retries may change
+    same = replace(started, resume=True, cpus_per_trial=1.0, max_failures=5)
+    assert check_state(same, tmp_path / "s")["state"] == "interrupted"
+    for changed, flag in ((dict(seeds=1), "--seeds"), (dict(max_steps=None), "--max-steps"),
+                          (dict(prune=True), "--no-prune"), (dict(configs=["other.yaml"]),
+                                                              "--configs")):
+        with pytest.raises(StudyError, match=f"--resume with {flag} different from the study's"
+                                             r".*python sweeps/phase1.py --seeds 3$"):
+            check_state(replace(same, **changed), tmp_path / "s")
