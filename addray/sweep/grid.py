@@ -79,6 +79,13 @@ def plan_grid(opts: SweepOptions) -> StudyPlan:
         where = "within each config" if by_config else "across all trials"
         shown = ", ".join(show_budget(r, clock) for r in rungs) or "none (budget below grace)"
         text = f"pruning on {opts.metric} {where}, rungs at {shown}"
+        units = {(cfg.name, lr) for cfg, lr, _ in combos}  # settings: their seeds go together
+        settings = min(sum(u[0] == name for u in units) for name in params) if by_config \
+            else len(units)
+        if settings < opts.reduction_factor:
+            # a rung keeps the best 1/rf of the settings it compares: it needs rf of them
+            text += (f" (a rung compares {settings} setting(s) {where}, fewer than "
+                     f"--reduction-factor {opts.reduction_factor}: none will be pruned)")
     else:
         from ray.tune.schedulers import FIFOScheduler
 

@@ -15,7 +15,9 @@ mean score (seeds of one learning rate stop together).
 
 **Judgement.** When a trial reaches a rung, its unit is compared with the other units
 recorded there; it is stopped if it is below the cutoff that keeps the best
-1/reduction_factor (Tune's ASHA rule). Tune's ASHA judges a trial once, on arrival, so
+1/reduction_factor (Tune's ASHA rule), once at least reduction_factor units are there
+(against a single rival, a 0.7-point gap at the first rung pruned the learning rate
+that ended best, benchmarks/RESULTS.md). Tune's ASHA judges a trial once, on arrival, so
 the first trial at a rung always passes; in a grid of models of different speeds the
 fastest never meets a rival (on one H100, phase1_tiny ran all 10,000 steps to 24% while
 better models were pruned, benchmarks/RESULTS.md). With ``catch_up`` a trial is judged
@@ -119,7 +121,9 @@ class RungScheduler(FIFOScheduler):
         if unit not in means:
             return None
         others = [v for u, v in means.items() if u != unit]
-        if not others:
+        if len(others) < self.reduction_factor - 1:
+            # "the best 1/rf" needs rf units: against fewer, one close rival would decide
+            # (a later report judges again once more have arrived)
             return None
         cutoff = float(np.nanpercentile(others, (1 - 1 / self.reduction_factor) * 100))
         mine = means[unit]
@@ -128,7 +132,8 @@ class RungScheduler(FIFOScheduler):
         # enough digits to tell them apart (ties at 0% differ by the tie-break only)
         d = next((d for d in range(4, 12) if f"{mine:.{d}f}" != f"{cutoff:.{d}f}"), 12)
         n = len(others)
-        label = self.unit_label + ("s" if n != 1 else "")
+        noun, _, rest = self.unit_label.partition(" ")  # "setting of this config"
+        label = " ".join(filter(None, [noun + ("s" if n != 1 else ""), rest]))
         return (f"at the {show_budget(rung, self.clock)} rung it scored {mine:.{d}f}, below "
                 f"the cutoff {cutoff:.{d}f} of the {n} other {label} there")
 

@@ -13,7 +13,7 @@ import ray.cloudpickle
 
 from addray import study_files as sf
 from addray.errors import ClusterError
-from addray.sweep.grid import build_configs, run_grid
+from addray.sweep.grid import build_configs, plan_grid, run_grid
 from addray.sweep.options import SweepOptions
 from tests.conftest import CONFIGS, ROOT, SWEEPS, kill_tree, rows, run_script, wait_for
 
@@ -106,6 +106,14 @@ def test_trials_cover_configs_seeds_and_lrs(tmp_path):
                                                       (1, 3e-3)}
     # seeds differ in the trainer's seed, not only in the label
     assert {cfg.training.seed for cfg, _, _ in combos} == {0, 1}
+
+
+@pytest.mark.parametrize("lrs,prunable", [([1e-3, 3e-3, 1e-2], True), ([3e-3, 1e-2], False)])
+def test_the_plan_says_when_nothing_can_be_pruned(tmp_path, lrs, prunable):
+    # a rung keeps the best third of a config's settings: with two there is no such third
+    plan = plan_grid(_small_opts(tmp_path, lrs=lrs, compare="config"))
+    assert plan.pruning.startswith("pruning on exact_match within each config, rungs at")
+    assert ("none will be pruned" not in plan.pruning) == prunable
 
 
 def test_sigkill_driver_then_resume(tmp_path):

@@ -17,9 +17,9 @@ def _config(name, lr=1e-3, seed=0, batch=256):
                       "config": {"training": {"learning_rate": lr, "batch_size": batch}}}}
 
 
-def _scheduler(catch_up, clock="steps", rungs=(1000, 3000, 9000), **kw):
+def _scheduler(catch_up, clock="steps", rungs=(1000, 3000, 9000), rf=3, **kw):
     # rungs at steps 1000, 3000, 9000 (grace 2 reports of 500 steps, rf 3), as phase 1
-    return RungScheduler(score="score", clock=clock, rungs=list(rungs), reduction_factor=3,
+    return RungScheduler(score="score", clock=clock, rungs=list(rungs), reduction_factor=rf,
                          catch_up=catch_up, **kw)
 
 
@@ -52,10 +52,13 @@ def test_catch_up_stops_the_early_arrival_once_the_rung_fills():
     sched = _scheduler(catch_up=True)
     assert _report(sched, "tiny", 1000, 0.002) == CONT
     assert _report(sched, "middle", 1000, 0.088) == CONT
-    # tiny's next report: judged again at 1000 against middle, as if it had come last
-    assert _report(sched, "tiny", 1500, 0.015) == STOP
+    # one rival is not enough to judge the best third: tiny goes on until the rung fills
+    assert _report(sched, "tiny", 1500, 0.015) == CONT
+    assert _report(sched, "upper", 1000, 0.09) == CONT
+    # tiny's next report: judged again at 1000 against both, as if it had come last
+    assert _report(sched, "tiny", 2000, 0.02) == STOP
     assert sched.stop_note("tiny").startswith(
-        "stopped at 1,500 steps: at the 1,000 steps rung it scored 0.0020")
+        "stopped at 2,000 steps: at the 1,000 steps rung it scored 0.0020")
     # the better trial is left alone at every later report
     assert _report(sched, "middle", 1500, 0.19) == CONT
     assert sched.stop_note("middle") is None
@@ -93,6 +96,7 @@ def test_a_trial_that_ended_on_its_own_is_recorded_not_judged():
 
 def test_the_note_tells_near_ties_apart():
     sched = _scheduler(catch_up=True)
+    _report(sched, "upper", 1000, 3.7e-7)
     _report(sched, "middle", 1000, 3.6e-7)  # 0% exact match, tie-break only
     assert _report(sched, "tiny", 1000, 3.5e-7) == STOP
     mine, cutoff = re.search(r"scored (\S+), below the cutoff (\S+) ",
@@ -105,7 +109,7 @@ def test_examples_clock_compares_at_equal_examples_and_steps_does_not():
     # and leads; after the same 256K examples, upper leads
     def run(clock):
         rung = 256_000 if clock == "examples" else 1000
-        sched = _scheduler(True, clock=clock, rungs=[rung])
+        sched = _scheduler(True, clock=clock, rungs=[rung], rf=2)  # two trials: halving
         ups = [(1000, 256_000, 0.30), (8000, 2_048_000, 0.95)]
         tinys = [(125, 256_000, 0.05), (1000, 2_048_000, 0.40)]
         decisions = {}
@@ -145,7 +149,7 @@ def test_within_config_comparison_never_prunes_one_config_by_another():
 
 
 def test_seeds_of_one_setting_stand_or_fall_together():
-    sched = _scheduler(True, rungs=[1000], unit=unit_by_setting)
+    sched = _scheduler(True, rungs=[1000], rf=2, unit=unit_by_setting)
     # lr 1e-3's seeds average 0.5, lr 1e-2's 0.45: 1e-2 is below the cutoff of the one
     # other setting (0.5) even though its seed 1 (0.6) beats lr 1e-3's seed 0 (0.4)
     for seed, (a, b) in enumerate([(0.4, 0.3), (0.6, 0.6)]):
@@ -153,3 +157,16 @@ def test_seeds_of_one_setting_stand_or_fall_together():
         _report(sched, f"b{seed}", 1000, b, _config("m", 1e-2, seed))
     assert _report(sched, "b1", 1500, 0.7, _config("m", 1e-2, 1)) == STOP
     assert _report(sched, "a0", 1500, 0.5, _config("m", 1e-3, 0)) == CONT
+
+
+def test_a_single_close_rival_does_not_decide():
+    # the laptop pilot: at the first rung phase1_tiny scored 0.1618 at lr 1e-2 against
+    # 0.1693 at 3e-3, and 1e-2 ended best (98.55% vs 89.56%); with rf 3, fewer than three
+    # settings at a rung prune nothing, and once the third arrives the best two stay
+    sched = _scheduler(True, rungs=[1000], group=group_by_config, unit=unit_by_setting,
+                       unit_label="setting of this config")
+    assert _report(sched, "a", 1000, 0.1693, _config("tiny", 3e-3)) == CONT
+    assert _report(sched, "b", 1000, 0.1618, _config("tiny", 1e-2)) == CONT
+    assert _report(sched, "c", 1000, 0.1294, _config("tiny", 3e-2)) == STOP
+    assert _report(sched, "b", 1500, 0.2480, _config("tiny", 1e-2)) == CONT
+    assert "2 other settings of this config" in sched.stop_note("c")
