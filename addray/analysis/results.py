@@ -31,12 +31,19 @@ class Results:
     curves: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
+# a results folder's committed evidence (results/reference/): reported on its own, never
+# mixed into the studies of the folder around it (a copy would count its trials twice)
+EVIDENCE = "reference"
+
+
 def _study_dirs(root: Path) -> list[Path]:
     if (root / "trials.csv").exists() or (root / "study.json").exists():
         return [root]
     # shallow first: a study keeps its name, a copy deeper down is renamed after its path
-    return sorted({p.parent for pattern in ("*/trials.csv", "*/study.json", "*/*/trials.csv")
-                   for p in root.glob(pattern)}, key=lambda d: (len(d.parts), d))
+    found = {p.parent for pattern in ("*/trials.csv", "*/study.json", "*/*/trials.csv")
+             for p in root.glob(pattern)}
+    return sorted((d for d in found if d.relative_to(root).parts[0] != EVIDENCE),
+                  key=lambda d: (len(d.parts), d))
 
 
 def load_results(root: str | Path) -> Results:
@@ -46,14 +53,16 @@ def load_results(root: str | Path) -> Results:
         raise DataError(f"{root}: no such folder")
     dirs = _study_dirs(root)
     if not dirs:
+        hint = (f"; the committed evidence is reported with: python -m addray.report "
+                f"{root / EVIDENCE}") if (root / EVIDENCE).is_dir() else ""
         raise DataError(f"{root}: no studies found (a study is a folder with study.json "
-                        f"and trials.csv, as sweeps/*.py write them)")
+                        f"and trials.csv, as sweeps/*.py write them){hint}")
     results = Results(root=root)
     trial_rows, curve_rows = [], []
     for d in dirs:
         info = sf.read_study(d) or {"study": d.name, "state": "unknown"}
         name = info.get("study", d.name)
-        if name in results.studies:  # a copy of a study (results/reference/...): keep apart
+        if name in results.studies:  # a copy of a study in another folder: keep apart
             name = str(d.relative_to(root)).replace("/", "-")
             info["study"] = name
         trials, curves = sf.read_trials(d), sf.read_curves(d)

@@ -57,13 +57,29 @@ def test_missing_folder():
         load_results("/nonexistent/results")
 
 
+def _study(where, name="s"):
+    where.mkdir(parents=True)
+    sf.write_study(where, {"study": name, "state": "finished"})
+    files.write_csv(sf.trials_csv(where), sf.TRIAL_COLUMNS,
+                    [{"study": name, "trial_id": "t1", "config": "c", "status": "completed",
+                      "params": 10}])
+
+
 def test_a_copied_study_is_kept_apart(tmp_path):
-    for where in (tmp_path / "s", tmp_path / "reference" / "s"):
-        where.mkdir(parents=True)
-        sf.write_study(where, {"study": "s", "state": "finished"})
-        files.write_csv(sf.trials_csv(where), sf.TRIAL_COLUMNS,
-                        [{"study": "s", "trial_id": "t1", "config": "c", "status": "completed",
-                          "params": 10}])
+    for where in (tmp_path / "s", tmp_path / "backup" / "s"):
+        _study(where)
     res = load_results(tmp_path)
-    assert sorted(res.studies) == ["reference-s", "s"]
-    assert res.trials.groupby("study").size().to_dict() == {"reference-s": 1, "s": 1}
+    assert sorted(res.studies) == ["backup-s", "s"]
+    assert res.trials.groupby("study").size().to_dict() == {"backup-s": 1, "s": 1}
+
+
+def test_committed_evidence_is_reported_on_its_own(tmp_path):
+    # results/reference/ holds copies of studies: never mixed into the user's own
+    _study(tmp_path / "reference" / "laptop", name="phase1")
+    with pytest.raises(DataError, match=r"no studies found .*python -m addray.report "
+                                        r".*reference$"):
+        load_results(tmp_path)
+    _study(tmp_path / "phase1", name="phase1")
+    assert list(load_results(tmp_path).studies) == ["phase1"]
+    assert len(load_results(tmp_path).trials) == 1
+    assert list(load_results(tmp_path / "reference").studies) == ["phase1"]
