@@ -10,6 +10,7 @@ ends finished or hopeless trials sooner.
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 from addray.core.config import ExperimentConfig, load_config
@@ -80,8 +81,8 @@ def plan_grid(opts: SweepOptions) -> StudyPlan:
         shown = ", ".join(show_budget(r, clock) for r in rungs) or "none (budget below grace)"
         text = f"pruning on {opts.metric} {where}, rungs at {shown}"
         units = {(cfg.name, lr) for cfg, lr, _ in combos}  # settings: their seeds go together
-        settings = min(sum(u[0] == name for u in units) for name in params) if by_config \
-            else len(units)
+        per_config = Counter(name for name, _ in units)
+        settings = min(per_config.values()) if by_config else len(units)
         if settings < opts.reduction_factor:
             # a rung keeps the best 1/rf of the settings it compares: it needs rf of them
             text += (f" (a rung compares {settings} setting(s) {where}, fewer than "
