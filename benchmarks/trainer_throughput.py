@@ -25,7 +25,7 @@ from addray.core.device import available_cpus
 from addray.core.trainer import train
 
 CONFIGS = ["phase1_upper", "phase1_middle", "phase1_lower", "phase1_tiny",
-           "phase2_wide", "phase2_balanced", "phase2_deep"]
+           "phase2_wide", "phase2_balanced", "phase2_deep", "smallest"]
 MODES = {"trimmed": {"training.compile": "off"},
          "padded": {"training.compile": "off", "training.pad_to": 32},
          "compiled": {"training.compile": "on"}}

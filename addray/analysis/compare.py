@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -163,10 +164,27 @@ def search_studies(res: Results) -> dict[str, str | None]:
     return out
 
 
+def stages_of(res: Results, search: str) -> list[str]:
+    """A search's other stages: its confirmation study, and every study kept in a folder
+    inside the search's own (earlier searches, ``verification/<stage>/``: its best
+    models trained again longer, on other data or with more seeds)."""
+    here = Path(res.studies[search].get("path", ""))
+    confirm = res.studies[search].get("confirm_study")
+    out = [confirm] if confirm in res.studies else []
+    for name, info in sorted(res.studies.items()):
+        path = Path(info.get("path", ""))
+        if name not in out and name != search and here.parts and \
+                path.parts[:len(here.parts)] == here.parts and path != here:
+            out.append(name)
+    return out
+
+
 def grid_trials(res: Results) -> pd.DataFrame:
     """Trials of the fixed-config studies only: a search's trials each use their own
-    settings and budget, so they stay out of the size fits and per-config tables."""
-    skip = {s for pair in search_studies(res).items() for s in pair if s}
+    settings and budget, so they stay out of the size fits and per-config tables, and
+    so do its other stages."""
+    searches = search_studies(res)
+    skip = set(searches) | {s for name in searches for s in stages_of(res, name)}
     return res.trials[~res.trials["study"].isin(skip)]
 
 

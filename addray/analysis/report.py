@@ -230,22 +230,33 @@ def lr_section(doc: Doc, res: Results, out: Path) -> None:
 
 
 def search_section(doc: Doc, res: Results, out: Path) -> list[str]:
-    """Phase 3: every search trial (every stage) by size and accuracy, the Pareto
-    frontier, the smallest model at the threshold with its seeds, against the
-    reference's minimum viable size."""
+    """Phase 3: every trial of every stage (the search, its confirmation and the other
+    stages kept in its folder) by size and accuracy, the Pareto frontier over all of
+    them, the smallest model at the threshold with its seeds, each other stage's seeds
+    learned, against the reference's minimum viable size."""
     doc.h("Smallest model that adds")
     searches = cmp.search_studies(res)
     if not searches:
         doc.p("No search study in these results (`python sweeps/phase3_search.py`).")
         return []
-    everything = cmp.terminal_trials(res.trials[res.trials["study"].isin(searches)])
+    stages = {name: cmp.stages_of(res, name) for name in searches}
+    names = [n for search in sorted(stages) for n in [search, *stages[search]]]
+    everything = cmp.terminal_trials(res.trials[res.trials["study"].isin(names)])
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for i, (study, g) in enumerate(everything.groupby("study")):
-        cut = cmp.censored(g)
+    colors = plt.get_cmap("tab10" if len(names) <= 10 else "tab20")
+    for i, study in enumerate(names):
+        g = everything[everything["study"] == study]
+        if g.empty:
+            continue
+        cut, color = cmp.censored(g), colors(i % colors.N)
         ax.scatter(g.loc[~cut, "params"], g.loc[~cut, "final_exact_match"], alpha=0.7,
-                   color=f"C{i % 10}", label=study)
+                   color=color, label=study)
         ax.scatter(g.loc[cut, "params"], g.loc[cut, "final_exact_match"], marker="^",
-                   facecolors="none", edgecolors=f"C{i % 10}")
+                   facecolors="none", edgecolors=color)
+    if "learned" in everything:
+        won = everything[everything["learned"].astype(str) == "True"]
+        ax.scatter(won["params"], won["final_exact_match"], marker="*", s=90,
+                   facecolors="none", edgecolors="k", label="learned (edges, strata)")
     front = cmp.pareto_frontier(everything)
     ax.step(front["params"], front["final_exact_match"], where="post", color="k",
             label="Pareto frontier (all stages)")
@@ -256,9 +267,10 @@ def search_section(doc: Doc, res: Results, out: Path) -> list[str]:
     ax.axvline(MINIMUM_VIABLE_PARAMS, color="k", ls=":", lw=1)
     ax.axhline(0.99, color="C2", ls="--", lw=1, label="99%")
     _save_size_plot(fig, ax, out / "search.png", "held-out exact match (final)")
-    doc.p(f"{len(everything)} trials over {len(searches)} search stage(s); triangles were "
-          f"pruned or cut (lower bounds).")
-    doc.image("search.png", "parameters vs exact match, every search stage")
+    doc.p(f"{len(everything)} trials over {len(names)} stage(s) of {len(searches)} "
+          f"search(es); triangles were pruned or cut (lower bounds), stars learned "
+          f"(every edge case and stratum of the trial's held-out set too).")
+    doc.image("search.png", "parameters vs exact match, every stage")
     doc.table(["study", "config", "params", "exact match", "worst stratum", "edge cases",
                "lr", "status"],
               [[r["study"], r["config"], f"{r['params']:,.0f}", pct(r["final_exact_match"]),
@@ -266,30 +278,55 @@ def search_section(doc: Doc, res: Results, out: Path) -> list[str]:
                 r["status"]] for r in front.to_dict("records")])
     lines = []
     for study, confirm in sorted(searches.items()):
-        info = res.studies[study]
-        threshold = float(info.get("threshold", 0.99))
-        strict = info.get("metric") == "worst_stratum"
-        t = cmp.terminal_trials(res.trials[res.trials["study"] == study])
-        best = cmp.smallest_above(t, threshold, learned_only=strict)
-        what = "learned (every edge case and stratum too)" if strict else f">= {threshold:.0%}"
-        if best is None:
-            lines.append(f"{study}: no trial {what}.")
-            continue
-        seeds = [best]
-        if confirm:
-            c = cmp.terminal_trials(res.trials[res.trials["study"] == confirm])
-            seeds += [r for _, r in c.iterrows()]
-        ems = [float(r["final_exact_match"]) for r in seeds]
-        held = sum(em >= threshold for em in ems)
-        lines.append(
-            f"{study}: {best['config']} with {best['params']:,.0f} parameters, {what}, at "
+        lines.append(_search_line(res, study, confirm))
+        lines += [_stage_line(res, stage) for stage in stages[study] if stage != confirm]
+    for line in lines:
+        doc.p("- " + line)
+    return lines
+
+
+def _search_line(res: Results, study: str, confirm: str | None) -> str:
+    info = res.studies[study]
+    threshold = float(info.get("threshold", 0.99))
+    strict = info.get("metric") == "worst_stratum"
+    t = cmp.terminal_trials(res.trials[res.trials["study"] == study])
+    best = cmp.smallest_above(t, threshold, learned_only=strict)
+    what = "learned (every edge case and stratum too)" if strict else f">= {threshold:.0%}"
+    if best is None:
+        return f"{study}: no trial {what}."
+    seeds = [best]
+    if confirm:
+        c = cmp.terminal_trials(res.trials[res.trials["study"] == confirm])
+        seeds += [r for _, r in c.iterrows()]
+    ems = [float(r["final_exact_match"]) for r in seeds]
+    held = sum(em >= threshold for em in ems)
+    return (f"{study}: {best['config']} with {best['params']:,.0f} parameters, {what}, at "
             f"{best['final_exact_match']:.2%}; {held} of {len(ems)} seeds at >= "
             f"{threshold:.0%} uniform exact match (min {min(ems):.2%}). The reference's "
             f"minimum viable size (~{count(MINIMUM_VIABLE_PARAMS)}) is "
             f"{MINIMUM_VIABLE_PARAMS / best['params']:.0f}x this.")
-    for line in lines:
-        doc.p("- " + line)
-    return lines
+
+
+def _stage_line(res: Results, stage: str) -> str:
+    """A stage: per config, how many of its seeds were learned."""
+    t = cmp.terminal_trials(res.trials[res.trials["study"] == stage])
+    if t.empty:
+        return f"{stage}: no finished trial."
+    won = t["learned"].astype(str) == "True" if "learned" in t else pd.Series(False, t.index)
+    if t["config"].nunique() > 3:  # a search: its range, not every config
+        above = t[t["final_exact_match"].astype(float) >= 0.99]
+        best = (f"the smallest at >= 99% uniform: {above['params'].min():,.0f} parameters"
+                if len(above) else "none at >= 99% uniform")
+        return (f"{stage} (stage): {len(t)} trials of {t['config'].nunique()} configs, "
+                f"{t['params'].min():,.0f}-{t['params'].max():,.0f} parameters; {best}; "
+                f"{int(won.sum())} learned.")
+    parts = []
+    for (config, params), g in t.groupby(["config", "params"]):
+        won = int((g["learned"].astype(str) == "True").sum()) if "learned" in g else 0
+        ems = g["final_exact_match"].astype(float)
+        parts.append(f"{config} ({params:,.0f} parameters) learned on its held-out set on "
+                     f"{won} of {len(g)} seeds, uniform {ems.min():.2%}-{ems.max():.2%}")
+    return f"{stage} (stage): " + "; ".join(parts) + "."
 
 
 def compute_section(doc: Doc, res: Results) -> pd.DataFrame:

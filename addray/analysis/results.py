@@ -38,9 +38,14 @@ EVIDENCE = "reference"
 
 def _study_dirs(root: Path) -> list[Path]:
     if (root / "trials.csv").exists() or (root / "study.json").exists():
-        return [root]
+        # a study, with the other stages a search keeps in its folder
+        inside = {p.parent for pattern in ("*/trials.csv", "*/*/trials.csv")
+                  for p in root.glob(pattern)}
+        return [root, *sorted(inside)]
     # shallow first: a study keeps its name, a copy deeper down is renamed after its path
-    found = {p.parent for pattern in ("*/trials.csv", "*/study.json", "*/*/trials.csv")
+    # three levels: a search's other stages sit in its folder (phase3/verification/<stage>)
+    found = {p.parent for pattern in ("*/trials.csv", "*/study.json", "*/*/trials.csv",
+                                      "*/*/*/trials.csv")
              for p in root.glob(pattern)}
     return sorted((d for d in found if d.relative_to(root).parts[0] != EVIDENCE),
                   key=lambda d: (len(d.parts), d))

@@ -98,6 +98,9 @@ class DataConfig:
     # 9,000 where uniform pairs left it at 78.5% in its weakest stratum (RESULTS.md)
     sampling: str = "balanced"  # balanced | uniform (the reference's)
     min_per_stratum: int = 200  # held-out pairs added to strata the uniform test set lacks
+    # share of training operands whose lowest token is redrawn from the values next to the
+    # carry boundary, 0, 1, 2 and base-3..base-1 (addray.core.data.boundary_tokens)
+    boundary_share: float = 0.0
     train_file: str | None = None  # JSONL written by `python -m addray.data`
     test_file: str | None = None
 
@@ -162,6 +165,8 @@ def _coerce(tp: Any, value: Any, source: str, key: str) -> Any:
     if tp in (int, float):
         return number(value, source, key, tp)
     if tp is str:
+        if key.endswith("training.compile") and isinstance(value, bool):
+            return "on" if value else "off"  # YAML reads a bare on/off as true/false
         if not isinstance(value, str):
             fail(source, key, value, "must be a string")
         return value
@@ -223,6 +228,10 @@ def validate(cfg: ExperimentConfig, source: str = "<config>") -> ExperimentConfi
     within("data.min_per_stratum", d.min_per_stratum, 0, MAX_TEST)
     check(d.sampling in ("uniform", "balanced"), "data.sampling", d.sampling,
           "must be one of uniform, balanced")
+    check(0.0 <= d.boundary_share <= 1.0, "data.boundary_share", d.boundary_share,
+          "must be >= 0 and <= 1")
+    check(d.boundary_share == 0.0 or d.train_file is None, "data.boundary_share",
+          d.boundary_share, "applies to generated pairs only; must be 0 with data.train_file")
     pairs = (d.operand_max + 1) ** 2
     check(d.n_train + d.n_test <= pairs, "data.n_train", d.n_train,
           f"n_train + n_test ({d.n_train + d.n_test}) must be <= the {pairs} distinct pairs "

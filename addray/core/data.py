@@ -11,6 +11,11 @@ Pairs are drawn as distinct pair indices ``a * (operand_max + 1) + b``.
   share of ``n_train``, values drawn uniformly within it (so carries are as common as
   in uniform pairs of those lengths); a combination with fewer pairs than its share
   repeats them. Held-out pairs are never trained on, in either case.
+- ``boundary_share`` p > 0: then each training operand, with probability p, has its
+  lowest token replaced by one of 0, 1, 2, base-3, base-2, base-1 (its length in tokens
+  kept). Low tokens at the carry boundary (1 + 99, 0 + 999, 500 + 500) are what small
+  models get wrong by one; uniform values give each of them 1% of operands. A changed
+  pair that is held out, or beyond operand_max, keeps its old value.
 """
 
 from __future__ import annotations
@@ -135,6 +140,23 @@ def balanced_pairs(n: int, operand_max: int, base: int, exclude: np.ndarray,
     return pairs[rng.permutation(len(pairs))]
 
 
+def boundary_tokens(pairs: np.ndarray, share: float, operand_max: int, base: int,
+                    exclude: np.ndarray, seed: int) -> np.ndarray:
+    """``pairs`` with each operand's lowest token redrawn, with probability ``share``,
+    from the values next to the carry boundary (module docstring). ``exclude``: sorted
+    pair indices that must not appear."""
+    if share <= 0 or len(pairs) == 0:
+        return pairs
+    rng = np.random.default_rng([seed, 3])
+    values = np.array(sorted({v for v in (0, 1, 2, base - 3, base - 2, base - 1)
+                              if 0 <= v < base}), dtype=np.int64)
+    hit = rng.random(pairs.shape) < share
+    new = np.where(hit, pairs - pairs % base + rng.choice(values, size=pairs.shape), pairs)
+    side = operand_max + 1
+    ok = (new <= operand_max).all(axis=1) & ~np.isin(_index(new, side), exclude)
+    return np.where(ok[:, None], new, pairs)
+
+
 def make_dataset(d: DataConfig) -> Dataset:
     """The examples for a data config, generated in memory (deterministic in d.seed)."""
     side = d.operand_max + 1
@@ -144,6 +166,9 @@ def make_dataset(d: DataConfig) -> Dataset:
     if d.sampling == "balanced":
         held = np.sort(np.concatenate([_index(test, side), _index(extra, side)]))
         train = balanced_pairs(d.n_train, d.operand_max, d.base, held, d.seed)
+    if d.boundary_share > 0:
+        held = np.sort(np.concatenate([_index(test, side), _index(extra, side)]))
+        train = boundary_tokens(train, d.boundary_share, d.operand_max, d.base, held, d.seed)
 
     def examples(pairs: np.ndarray) -> list[dict]:
         return [make_example(a, b, d.base) for a, b in pairs.tolist()]

@@ -138,7 +138,9 @@ def verify(checkpoint: str | Path, n_uniform: int = DEFAULT_UNIFORM,
                 in_training=len(tested) - len(unseen), unseen=row("not in training", unseen))
     wrong_edges = [f"{a}+{b}" for a, b, _, ok in v.edge if not ok]
     if wrong_edges:
-        v.reasons.append(f"{len(wrong_edges)} edge case(s) wrong: {', '.join(wrong_edges[:8])}")
+        more = f" and {len(wrong_edges) - 8} more" if len(wrong_edges) > 8 else ""
+        v.reasons.append(f"{len(wrong_edges)} edge case(s) wrong: "
+                         f"{', '.join(wrong_edges[:8])}{more}")
     v.reasons += [f"stratum {r.name}: {r.rate:.2%} < {THRESHOLD:.0%}"
                   for r in v.strata if r.rate < THRESHOLD]
     if v.uniform.rate < THRESHOLD:

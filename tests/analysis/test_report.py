@@ -144,15 +144,48 @@ def test_search_section_frontier_smallest_and_seeds(tmp_path):
     md = md_path.read_text()
     section = md.split("## Smallest model that adds")[1].split("\n## ")[0]
     _png_ok(tmp_path / "out" / "search.png")
-    # the frontier: each more accurate than every smaller trial; pruned 7K/4K are not on it
-    front = [ln.split(" | ")[1] for ln in section.splitlines() if ln.startswith("| search | m")]
-    assert front == ["m2000", "m3000", "m5000", "m9000", "m20000"]
+    # the frontier over every stage: each more accurate than every smaller trial; pruned
+    # 7K/4K are not on it, and at 5,000 the confirmation's better seed (99.5%) replaces
+    # the search's trial (99.3%)
+    front = [ln.split(" | ")[1] for ln in section.splitlines() if ln.startswith("| search")]
+    assert front == ["m2000", "m3000", "smallest", "m9000", "m20000"]
     assert ("m5000 with 5,000 parameters, >= 99%, at 99.30%; 2 of 3 seeds at >= 99% uniform "
             "exact match (min 97.00%)") in section
     assert "is 50x this" in section
     # the search's trials stay out of the size fit of the grid study
     assert "Logistic fit in log10(parameters) over 8 trials" in md
     assert any("m5000 with 5,000 parameters" in s for s in summary)
+
+
+def test_later_stages_in_the_search_folder_join_the_frontier(tmp_path):
+    root = _synthetic_study(tmp_path / "results")
+    _search_study(root)
+    # a later stage kept inside the search's folder: a 1,500-parameter model trained
+    # longer, learned on 2 of its 3 seeds
+    stage = root / "search" / "verification" / "tiny-long"
+    stage.mkdir(parents=True)
+    sf.write_study(stage, {"study": "tiny-long", "state": "finished", "kind": "grid"})
+    files.write_csv(stage / "trials.csv", sf.TRIAL_COLUMNS, [
+        {"study": "tiny-long", "trial_id": f"t{s}", "config": "tiny", "params": 1500,
+         "d_model": 8, "n_layers": 2, "seed": s, "lr": 0.01, "batch_size": 128,
+         "status": "completed", "steps": 9000, "max_steps": 9000, "final_exact_match": em,
+         "best_exact_match": em, "learned": won, "wall_seconds": 10, "cpus": 1, "gpus": 0}
+        for s, em, won in ((0, 0.999, True), (1, 0.9995, True), (2, 0.97, False))])
+    md_path, summary = report.build(root, out=tmp_path / "out")
+    md = md_path.read_text()
+    section = md.split("## Smallest model that adds")[1].split("\n## ")[0]
+    # the frontier now starts at the later stage's model, before the search's
+    front = [ln.split(" | ")[1:3] for ln in section.splitlines() if ln.startswith("| ")
+             and ln.split(" | ")[0] in ("| search", "| tiny-long")]
+    assert front[0] == ["tiny", "1,500"] and ["m2000", "2,000"] not in front
+    assert ("tiny-long (stage): tiny (1,500 parameters) learned on its held-out set on 2 "
+            "of 3 seeds, uniform 97.00%-99.95%.") in section
+    assert "over 3 stage(s) of 1 search(es)" in section
+    # still out of the grid study's size fit
+    assert "Logistic fit in log10(parameters) over 8 trials" in md
+    # the search's folder alone is reported with its later stage
+    alone = report.build(root / "search", out=tmp_path / "alone")[0].read_text()
+    assert "tiny-long (stage): tiny (1,500 parameters)" in alone
 
 
 def test_search_section_without_a_model_at_the_threshold(tmp_path):

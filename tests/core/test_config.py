@@ -33,6 +33,24 @@ def test_balanced_config_follows_the_results_table():
             b.training.batch_size) == (256, 4, 8, 1024, 512)
 
 
+def test_every_shipped_config_loads():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2] / "configs"
+    shipped = [p for p in root.rglob("*.yaml") if not p.name.startswith("phase3_")]
+    assert len(shipped) >= 18
+    for path in shipped:
+        load_config(path)
+
+
+def test_smallest_config_is_under_2000_parameters():
+    from addray.core.model import Transformer, count_parameters
+
+    cfg = load_config("configs/smallest.yaml")
+    assert cfg.data.boundary_share == 0.25 and cfg.model.tie_embeddings
+    assert count_parameters(Transformer(cfg.model)) == 1888
+
+
 def test_tuned_config_loads():
     cfg = load_config("configs/tuned/phase1_lower.yaml")
     assert (cfg.model.d_model, cfg.model.n_layers) == (64, 3)
@@ -76,6 +94,9 @@ def test_tuned_config_loads():
     ("training", "grad_clip", "1e400", "must be a finite number"),
     ("training", "early_stopping", {"min_delta": float("inf")}, "must be a finite number"),
     ("training", "compile", "maybe", "must be one of auto, on, off"),
+    ("data", "boundary_share", 1.5, "must be >= 0 and <= 1"),
+    ("data", "boundary_share", -0.1, "must be >= 0 and <= 1"),
+    ("data", "boundary_share", "some", "must be a finite number"),
     ("training", "threads", 4, "unknown key"),
 ])
 def test_validation_names_source_key_value_and_rule(section, key, value, message):
@@ -90,6 +111,22 @@ def test_validation_names_source_key_value_and_rule(section, key, value, message
 def test_yaml_number_strings_and_integral_ints():
     cfg = from_dict({"training": {"max_steps": "1e4", "learning_rate": "3e-3"}})
     assert cfg.training.max_steps == 10_000 and cfg.training.learning_rate == 0.003
+
+
+def test_compile_on_and_off_read_as_yaml_booleans(tmp_path):
+    # YAML 1.1 reads a bare on/off as true/false; the documented values must still work
+    path = tmp_path / "c.yaml"
+    path.write_text("training: {compile: on}\n")
+    assert load_config(path).training.compile == "on"
+    path.write_text("training: {compile: off}\n")
+    assert load_config(path).training.compile == "off"
+    assert load_config(path, {"training.compile": True}).training.compile == "on"
+
+
+def test_boundary_share_needs_generated_pairs():
+    with pytest.raises(ConfigError, match="data.boundary_share = 0.2: applies to generated"):
+        from_dict({"data": {"boundary_share": 0.2, "train_file": "a.jsonl",
+                            "test_file": "b.jsonl"}})
 
 
 def test_overrides_take_precedence_and_are_validated():

@@ -91,6 +91,41 @@ def test_operand_range_and_base_are_settings():
         data.split_pairs(400, 50, operand_max=20, seed=1)
 
 
+def test_boundary_share_redraws_low_tokens_next_to_the_carry_boundary():
+    d = DataConfig(n_train=40_000, n_test=2000, seed=9)
+    plain = data.make_dataset(d)
+    mixed = data.make_dataset(DataConfig(n_train=40_000, n_test=2000, seed=9,
+                                         boundary_share=0.3))
+    assert mixed.test == plain.test  # the held-out set is untouched
+    edge = {0, 1, 2, 97, 98, 99}
+
+    def share_at_edge(examples):
+        lows = [x % 100 for pair in _pairs(examples) for x in pair]
+        return sum(low in edge for low in lows) / len(lows)
+
+    # uniform low tokens: 6 of 100 values; with p = 0.3: 0.7 * 0.06 + 0.3 = 0.342
+    assert 0.05 < share_at_edge(plain.train) < 0.07
+    assert 0.32 < share_at_edge(mixed.train) < 0.37
+    # lengths in tokens kept (still balanced), operands in range, no held-out pair
+    lengths = Counter((len(to_tokens(a)), len(to_tokens(b))) for a, b in _pairs(mixed.train))
+    assert all(v == 10_000 for v in lengths.values())
+    assert all(0 <= x <= 999 for pair in _pairs(mixed.train) for x in pair)
+    assert not set(_pairs(mixed.train)) & set(_pairs(mixed.test))
+    # the answers are recomputed for the new operands
+    assert all(ex["answer"] == sum(data.operands(ex, 100)) for ex in mixed.train)
+
+
+def test_boundary_tokens_keep_operand_max_and_exclusions():
+    pairs = np.array([[450, 3], [120, 7], [5, 5]], dtype=np.int64)
+    side = 451
+    excluded = np.array([5 * side + 99], dtype=np.int64)
+    out = data.boundary_tokens(pairs, 1.0, operand_max=450, base=100, exclude=excluded,
+                               seed=0)
+    assert (out <= 450).all() and (out // 100 == pairs // 100).all()
+    assert not np.isin(out[:, 0] * side + out[:, 1], excluded).any()
+    assert (data.boundary_tokens(pairs, 0.0, 450, 100, excluded, 0) == pairs).all()
+
+
 def test_sample_rect_repeats_only_when_asked():
     rng = np.random.default_rng(0)
     exclude = np.array([0, 1, 10], dtype=np.int64)  # (0, 0), (0, 1), (1, 0)

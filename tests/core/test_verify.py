@@ -29,4 +29,8 @@ def test_a_damaged_model_is_not_learned(trained_small, tmp_path):
     save_checkpoint(tmp_path / "checkpoint.pt", payload)
     v = verify.verify(tmp_path, n_uniform=200)
     assert not v.learned and v.uniform.rate < 0.5
-    assert any("edge case" in r for r in v.reasons)
+    # the reason lists at most 8 wrong edge cases and says how many more there are
+    wrong = [(a, b) for a, b, _, ok in v.edge if not ok]
+    reason = next(r for r in v.reasons if "edge case" in r)
+    assert len(wrong) > 8 and reason.startswith(f"{len(wrong)} edge case(s) wrong: ")
+    assert reason.endswith(f" and {len(wrong) - 8} more") and reason.count("+") == 8

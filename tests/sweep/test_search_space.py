@@ -123,7 +123,7 @@ def test_d_ff_mult_follows_a_fixed_d_model(tmp_path):
 
 def test_shipped_spaces_load():
     for name in ("phase3_search.yaml", "phase3_focused.yaml", "phase3_small.yaml",
-                 "phase3_long.yaml"):
+                 "phase3_long.yaml", "phase3_tiny.yaml"):
         assert load_space(ROOT / "configs" / name).dimensions
 
 
