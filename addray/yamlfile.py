@@ -5,6 +5,8 @@ Stricter than ``yaml.safe_load``: a repeated key is an error (PyYAML keeps the l
 silently), anchors and aliases are refused (nothing here needs them, and they make
 "billion laughs" documents possible), and a file over 1 MiB or nested deeper than 32
 levels is refused. Numbers must be finite: ``.inf``, ``.nan`` and ``1e400`` are errors.
+Only true and false are booleans (as in YAML 1.2): PyYAML's YAML 1.1 would also read
+yes, no, on and off as booleans, so ``compile: on`` would arrive as True.
 """
 
 from __future__ import annotations
@@ -70,6 +72,14 @@ class _StrictLoader(yaml.SafeLoader):
                     None, None, f"duplicate key {show(key)}", key_node.start_mark)
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
+
+
+_BOOL = "tag:yaml.org,2002:bool"
+_StrictLoader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != _BOOL]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+_StrictLoader.add_implicit_resolver(
+    _BOOL, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
 
 
 def parse(text: str, source: str, error: type[Exception]) -> Any:

@@ -165,8 +165,6 @@ def _coerce(tp: Any, value: Any, source: str, key: str) -> Any:
     if tp in (int, float):
         return number(value, source, key, tp)
     if tp is str:
-        if key.endswith("training.compile") and isinstance(value, bool):
-            return "on" if value else "off"  # YAML reads a bare on/off as true/false
         if not isinstance(value, str):
             fail(source, key, value, "must be a string")
         return value

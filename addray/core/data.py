@@ -163,12 +163,10 @@ def make_dataset(d: DataConfig) -> Dataset:
     train, test = split_pairs(d.n_train, d.n_test, d.operand_max, d.seed)
     taken = np.sort(np.concatenate([_index(train, side), _index(test, side)]))
     extra = stratum_extra(test, taken, d.operand_max, d.base, d.min_per_stratum, d.seed)
+    held = np.sort(np.concatenate([_index(test, side), _index(extra, side)]))
     if d.sampling == "balanced":
-        held = np.sort(np.concatenate([_index(test, side), _index(extra, side)]))
         train = balanced_pairs(d.n_train, d.operand_max, d.base, held, d.seed)
-    if d.boundary_share > 0:
-        held = np.sort(np.concatenate([_index(test, side), _index(extra, side)]))
-        train = boundary_tokens(train, d.boundary_share, d.operand_max, d.base, held, d.seed)
+    train = boundary_tokens(train, d.boundary_share, d.operand_max, d.base, held, d.seed)
 
     def examples(pairs: np.ndarray) -> list[dict]:
         return [make_example(a, b, d.base) for a, b in pairs.tolist()]

@@ -113,14 +113,19 @@ def test_yaml_number_strings_and_integral_ints():
     assert cfg.training.max_steps == 10_000 and cfg.training.learning_rate == 0.003
 
 
-def test_compile_on_and_off_read_as_yaml_booleans(tmp_path):
-    # YAML 1.1 reads a bare on/off as true/false; the documented values must still work
+def test_on_off_yes_no_are_strings_only_true_false_are_booleans(tmp_path):
+    # YAML 1.1 would read a bare on/off as true/false: `compile: on` must arrive as "on"
     path = tmp_path / "c.yaml"
     path.write_text("training: {compile: on}\n")
     assert load_config(path).training.compile == "on"
-    path.write_text("training: {compile: off}\n")
-    assert load_config(path).training.compile == "off"
-    assert load_config(path, {"training.compile": True}).training.compile == "on"
+    path.write_text("training: {compile: off}\nmodel: {bias: False, tie_embeddings: true}\n")
+    cfg = load_config(path)
+    assert cfg.training.compile == "off" and cfg.model.bias is False
+    assert cfg.model.tie_embeddings is True
+    assert parse_setting("training.compile=on") == ("training.compile", "on")
+    path.write_text("model: {bias: no}\n")
+    with pytest.raises(ConfigError, match="model.bias = 'no': must be true or false"):
+        load_config(path)
 
 
 def test_boundary_share_needs_generated_pairs():

@@ -116,13 +116,16 @@ def test_boundary_share_redraws_low_tokens_next_to_the_carry_boundary():
 
 
 def test_boundary_tokens_keep_operand_max_and_exclusions():
-    pairs = np.array([[450, 3], [120, 7], [5, 5]], dtype=np.int64)
-    side = 451
-    excluded = np.array([5 * side + 99], dtype=np.int64)
+    side, values = 451, (0, 1, 2, 97, 98, 99)
+    # every pair that (100, 3) could become is excluded: it must stay (100, 3)
+    excluded = np.sort(np.array([(100 + u) * side + v for u in values for v in values]))
+    pairs = np.array([[450, 3]] * 50 + [[100, 3]] * 5, dtype=np.int64)
     out = data.boundary_tokens(pairs, 1.0, operand_max=450, base=100, exclude=excluded,
                                seed=0)
-    assert (out <= 450).all() and (out // 100 == pairs // 100).all()
-    assert not np.isin(out[:, 0] * side + out[:, 1], excluded).any()
+    assert (out[50:] == [100, 3]).all()
+    # 450's low token redrawn: 400-402 kept, 497-499 beyond operand_max fall back to 450
+    assert set(out[:50, 0].tolist()) == {400, 401, 402, 450}
+    assert set(out[:50, 1].tolist()) <= set(values) | {3}
     assert (data.boundary_tokens(pairs, 0.0, 450, 100, excluded, 0) == pairs).all()
 
 
