@@ -172,9 +172,7 @@ def stages_of(res: Results, search: str) -> list[str]:
     confirm = res.studies[search].get("confirm_study")
     out = [confirm] if confirm in res.studies else []
     for name, info in sorted(res.studies.items()):
-        path = Path(info.get("path", ""))
-        if name not in out and name != search and here.parts and \
-                path.parts[:len(here.parts)] == here.parts and path != here:
+        if name not in out and here in Path(info.get("path", "")).parents:
             out.append(name)
     return out
 

@@ -322,10 +322,10 @@ def _stage_line(res: Results, stage: str) -> str:
                 f"{int(won.sum())} learned.")
     parts = []
     for (config, params), g in t.groupby(["config", "params"]):
-        won = int((g["learned"].astype(str) == "True").sum()) if "learned" in g else 0
         ems = g["final_exact_match"].astype(float)
         parts.append(f"{config} ({params:,.0f} parameters) learned on its held-out set on "
-                     f"{won} of {len(g)} seeds, uniform {ems.min():.2%}-{ems.max():.2%}")
+                     f"{int(won[g.index].sum())} of {len(g)} seeds, uniform "
+                     f"{ems.min():.2%}-{ems.max():.2%}")
     return f"{stage} (stage): " + "; ".join(parts) + "."
 
 
