@@ -199,6 +199,23 @@ def pareto_frontier(trials: pd.DataFrame) -> pd.DataFrame:
     return t.loc[keep]
 
 
+def smallest_learned_on_every_seed(trials: pd.DataFrame,
+                                   min_seeds: int = 3) -> dict[str, object] | None:
+    """The fewest parameters at which one study trained one config at one learning rate
+    on at least ``min_seeds`` seeds and every one of them was learned (its held-out
+    set's edge cases and strata too): {study, config, params, seeds}. None if none was."""
+    t = terminal_trials(trials)
+    if "learned" not in t.columns or t.empty:
+        return None
+    best = None
+    keys = ["study", "config", "params"] + (["lr"] if "lr" in t.columns else [])
+    for (study, config, params, *_), g in t.groupby(keys):  # one setting's seeds
+        won = g["learned"].astype(str) == "True"
+        if len(g) >= min_seeds and won.all() and (best is None or params < best["params"]):
+            best = {"study": study, "config": config, "params": params, "seeds": len(g)}
+    return best
+
+
 def smallest_above(trials: pd.DataFrame, threshold: float,
                    learned_only: bool = False) -> pd.Series | None:
     """The trial with the fewest parameters whose final exact match is >= threshold (and,

@@ -276,7 +276,12 @@ def search_section(doc: Doc, res: Results, out: Path) -> list[str]:
               [[r["study"], r["config"], f"{r['params']:,.0f}", pct(r["final_exact_match"]),
                 pct(r.get("worst_stratum")), pct(r.get("edge_cases")), f"{r['lr']:.2g}",
                 r["status"]] for r in front.to_dict("records")])
-    lines = []
+    everywhere = cmp.smallest_learned_on_every_seed(everything)
+    lines = [(f"Smallest config learned on every seed of a stage (3 or more seeds, each "
+              f"learned on its held-out set): {everywhere['config']} in "
+              f"{everywhere['study']}, {everywhere['params']:,.0f} parameters, "
+              f"{everywhere['seeds']} of {everywhere['seeds']} seeds.") if everywhere else
+             "No config was learned on every seed of a stage (3 or more seeds)."]
     for study, confirm in sorted(searches.items()):
         lines.append(_search_line(res, study, confirm))
         lines += [_stage_line(res, stage) for stage in stages[study] if stage != confirm]

@@ -59,3 +59,20 @@ def test_pareto_frontier_and_smallest_above():
     assert compare.smallest_above(t, 0.99)["params"] == 400
     assert compare.smallest_above(t, 0.99, learned_only=True)["params"] == 500
     assert compare.smallest_above(t, 0.999) is None
+
+
+def test_smallest_learned_on_every_seed():
+    def rows(study, config, params, learned, lr=0.01):
+        return [{"study": study, "config": config, "params": params, "lr": lr, "seed": s,
+                 "status": "completed", "learned": won} for s, won in enumerate(learned)]
+    t = pd.DataFrame(rows("a", "tiny", 1500, [True, True, False])  # 2 of 3: not everywhere
+                     + rows("b", "tiny", 1500, [True, True])  # every seed, but only 2
+                     # three learning rates of one seed each are not three seeds
+                     + rows("c", "small", 1700, [True]) + rows("c", "small", 1700, [True], 0.02)
+                     + rows("c", "small", 1700, [True], 0.03)
+                     + rows("d", "mid", 1888, [True, True, True])
+                     + rows("e", "big", 7879, [True, True, True]))
+    best = compare.smallest_learned_on_every_seed(t)
+    assert best == {"study": "d", "config": "mid", "params": 1888, "seeds": 3}
+    assert compare.smallest_learned_on_every_seed(t, min_seeds=2)["params"] == 1500
+    assert compare.smallest_learned_on_every_seed(t[t["study"].isin(["a", "b"])]) is None

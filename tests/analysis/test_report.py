@@ -181,11 +181,21 @@ def test_later_stages_in_the_search_folder_join_the_frontier(tmp_path):
     assert ("tiny-long (stage): tiny (1,500 parameters) learned on its held-out set on 2 "
             "of 3 seeds, uniform 97.00%-99.95%.") in section
     assert "over 3 stage(s) of 1 search(es)" in section
+    # 2 of 3 seeds is not every seed: no headline model
+    assert "No config was learned on every seed of a stage (3 or more seeds)." in section
     # still out of the grid study's size fit
     assert "Logistic fit in log10(parameters) over 8 trials" in md
     # the search's folder alone is reported with its later stage
     alone = report.build(root / "search", out=tmp_path / "alone")[0].read_text()
     assert "tiny-long (stage): tiny (1,500 parameters)" in alone
+    # a stage whose 1,800-parameter config learned on all three seeds is the headline
+    rows = files.read_csv(stage / "trials.csv")
+    files.write_csv(stage / "trials.csv", sf.TRIAL_COLUMNS, rows + [
+        {**rows[0], "trial_id": f"u{s}", "config": "tiny18", "params": 1800, "seed": s,
+         "learned": True} for s in range(3)])
+    again = report.build(root / "search", out=tmp_path / "again")[0].read_text()
+    assert ("Smallest config learned on every seed of a stage (3 or more seeds, each learned "
+            "on its held-out set): tiny18 in tiny-long, 1,800 parameters, 3 of 3 seeds.") in again
 
 
 def test_search_section_without_a_model_at_the_threshold(tmp_path):
