@@ -29,6 +29,7 @@ MAX_OPERAND = 999_999
 MAX_BASE = 10_000
 MAX_TRAIN = 2_000_000
 MAX_TEST = 200_000
+PRECISIONS = ("auto", "float32", "bfloat16")
 
 
 @dataclass
@@ -72,6 +73,7 @@ class TrainingConfig:
     eval_batch_size: int = 2048
     time_budget_s: float | None = None  # stop (status time_limit) after this many seconds
     compile: str = "auto"  # auto | on | off: torch.compile the training step (auto: on CUDA)
+    precision: str = "auto"  # auto | float32 | bfloat16: matmul precision (auto: bf16 on CUDA)
 
 
 @dataclass
@@ -79,6 +81,9 @@ class OptimizerConfig:
     type: str = "adamw"
     betas: tuple[float, float] = (0.9, 0.95)
     weight_decay: float = 0.1
+    # weight decay applies from this fraction of training.max_steps on, and is 0 before
+    # (0: from the first step)
+    weight_decay_from: float = 0.0
 
 
 @dataclass
@@ -258,6 +263,8 @@ def validate(cfg: ExperimentConfig, source: str = "<config>") -> ExperimentConfi
           "must be one of auto, cpu, cuda")
     check(t.compile in ("auto", "on", "off"), "training.compile", t.compile,
           "must be one of auto, on, off")
+    check(t.precision in PRECISIONS, "training.precision", t.precision,
+          "must be one of " + ", ".join(PRECISIONS))
     check(t.pad_to is None or t.pad_to >= longest, "training.pad_to", t.pad_to,
           f"must be null or >= {longest}, the longest example")
     check(t.pad_to is None or t.pad_to <= m.max_seq_len, "training.pad_to", t.pad_to,
@@ -272,6 +279,8 @@ def validate(cfg: ExperimentConfig, source: str = "<config>") -> ExperimentConfi
     for i, beta in enumerate(o.betas):
         check(0.0 <= beta < 1.0, f"optimizer.betas[{i}]", beta, "must be >= 0 and < 1")
     within("optimizer.weight_decay", o.weight_decay, 0, 10)
+    check(0.0 <= o.weight_decay_from < 1.0, "optimizer.weight_decay_from", o.weight_decay_from,
+          "must be >= 0 and < 1 (a fraction of training.max_steps)")
     check(s.type == "cosine", "scheduler.type", s.type, "only cosine is supported")
     check(0 <= s.eta_min <= t.learning_rate, "scheduler.eta_min", s.eta_min,
           f"must be >= 0 and <= training.learning_rate ({t.learning_rate})")

@@ -27,8 +27,11 @@ def resolve_device(name: str, what: str = "training.device") -> torch.device:
     return torch.device(name)
 
 
-def autocast(device: torch.device) -> contextlib.AbstractContextManager:
-    """bf16 autocast on CUDA; on the CPU it measured slower (benchmarks/RESULTS.md)."""
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
+def autocast(device: torch.device, precision: str = "auto") -> contextlib.AbstractContextManager:
+    """bf16 autocast for ``precision`` bfloat16, and for auto on CUDA; float32 (and auto
+    on the CPU, where bf16 measured slower: benchmarks/RESULTS.md) runs as it is. The
+    smallest models ask for float32: their few dimensions leave bf16's 8 bits of
+    mantissa little room."""
+    if precision == "bfloat16" or (precision == "auto" and device.type == "cuda"):
+        return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()

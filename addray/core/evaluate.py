@@ -39,7 +39,7 @@ class HeldOut:
 
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, held: HeldOut, batch_size: int,
-             device: torch.device) -> dict[str, Any]:
+             device: torch.device, precision: str = "auto") -> dict[str, Any]:
     """Held-out metrics (module docstring); switches to eval mode and back."""
     was_training = model.training
     model.eval()
@@ -48,13 +48,13 @@ def evaluate(model: torch.nn.Module, held: HeldOut, batch_size: int,
     for start in range(0, len(data), batch_size):
         idx = torch.arange(start, min(start + batch_size, len(data)))
         x, y = (z.to(device) for z in data.batch(idx))
-        with autocast(device):
+        with autocast(device, precision):
             logits = model(x)
         mask = y != -100
         loss_sum += float(F.cross_entropy(logits[mask].float(), y[mask], reduction="sum"))
         correct += int((logits[mask].argmax(-1) == y[mask]).sum())
         count += int(mask.sum())
-    with autocast(device):
+    with autocast(device, precision):
         generated = greedy_decode(model, held.prompts, held.max_new, held.vocab.pad,
                                   batch_size, device)
     model.train(was_training)

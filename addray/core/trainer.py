@@ -65,6 +65,13 @@ def batch_indices(step: int, n: int, batch_size: int, seed: int,
     return _cache[key][j * batch_size : (j + 1) * batch_size]
 
 
+def weight_decay_at(step: int, cfg: ExperimentConfig) -> float:
+    """Weight decay of optimizer step ``step`` (0-based): 0 before
+    ``optimizer.weight_decay_from`` x max_steps, ``optimizer.weight_decay`` from there."""
+    start = cfg.optimizer.weight_decay_from * cfg.training.max_steps
+    return cfg.optimizer.weight_decay if step >= start else 0.0
+
+
 def make_optimizer(model: torch.nn.Module, cfg: ExperimentConfig,
                    device: torch.device) -> torch.optim.Optimizer:
     # weight decay on matrices and embeddings only, not on biases and norms (as nanoGPT)
@@ -90,13 +97,14 @@ def use_compile(setting: str, device: torch.device) -> bool:
 class LossModule(torch.nn.Module):
     """Forward pass and loss of one batch: what ``torch.compile`` captures."""
 
-    def __init__(self, model: Transformer, device: torch.device):
+    def __init__(self, model: Transformer, device: torch.device, precision: str = "auto"):
         super().__init__()
         self.model = model
         self.device = device
+        self.precision = precision
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        with autocast(self.device):
+        with autocast(self.device, self.precision):
             logits = self.model(x)  # (B, T, V)
         return F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), y.reshape(-1),
                                ignore_index=-100)
@@ -148,7 +156,7 @@ def train(config: ExperimentConfig, *, report: Report | None = None,
     # approximate training FLOPs: 6 x parameters x tokens fed (forward and backward)
     flops_per_example = 6 * params * (float(train_set.lengths.float().mean()) - 1)
     compiled = use_compile(t.compile, device)
-    step_loss = LossModule(model, device)
+    step_loss = LossModule(model, device, t.precision)
     pad_to = t.pad_to
     if compiled:
         step_loss = torch.compile(step_loss, dynamic=False,
@@ -170,6 +178,7 @@ def train(config: ExperimentConfig, *, report: Report | None = None,
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
+        optimizer.param_groups[0]["weight_decay"] = weight_decay_at(state["step"], config)
         optimizer.step()
         scheduler.step()
         state["step"] += 1
@@ -194,7 +203,7 @@ def train(config: ExperimentConfig, *, report: Report | None = None,
             metrics.update(eval_loss=math.nan, token_accuracy=0.0, exact_match=0.0,
                            worst_stratum=0.0, edge_cases=0.0, strata={})
         else:
-            metrics.update(evaluate(model, held, t.eval_batch_size, device))
+            metrics.update(evaluate(model, held, t.eval_batch_size, device, t.precision))
             status, reason = _early_stop(state, metrics, t, counts=regular)
             if status == "running" and step >= t.max_steps:
                 status, reason = "completed", "max_steps"

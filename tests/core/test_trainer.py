@@ -227,3 +227,31 @@ def test_time_budget_stops_with_a_final_evaluation():
     # the stop is evaluated and reported like any other evaluation
     assert result["history"][-1]["step"] == result["steps"]
     assert result["history"][-1]["stop_reason"] == "time budget of 2 s"
+
+
+def test_precision_reaches_the_training_step_and_evaluation():
+    # bfloat16 asked for on the CPU runs the step and the evaluation under bf16
+    # autocast: losses move off the float32 run's, which auto (on the CPU) equals
+    cfg = {"max_steps": 4, "check_every": 2}
+    runs = {p: train(small_config(training={**cfg, "precision": p}), num_threads=1)["history"]
+            for p in ("auto", "float32", "bfloat16")}
+    assert [m["train_loss"] for m in runs["auto"]] == [m["train_loss"] for m in runs["float32"]]
+    assert [m["eval_loss"] for m in runs["auto"]] == [m["eval_loss"] for m in runs["float32"]]
+    assert runs["bfloat16"][0]["train_loss"] != runs["float32"][0]["train_loss"]
+    assert runs["bfloat16"][-1]["eval_loss"] != runs["float32"][-1]["eval_loss"]
+
+
+def test_weight_decay_from_turns_decay_on_at_its_fraction_of_the_steps():
+    cfg = small_config(optimizer={"weight_decay": 0.5, "weight_decay_from": 0.5},
+                       training={"max_steps": 8})
+    assert [trainer.weight_decay_at(s, cfg) for s in (0, 3, 4, 7)] == [0.0, 0.0, 0.5, 0.5]
+    # the first four updates equal a run without decay; from the fifth on they differ
+    steps = {"max_steps": 8, "check_every": 1, "compile": "off"}
+    late = train(small_config(optimizer={"weight_decay": 0.5, "weight_decay_from": 0.5},
+                              training=steps), num_threads=1)["history"]
+    none = train(small_config(optimizer={"weight_decay": 0.0}, training=steps),
+                 num_threads=1)["history"]
+    losses = [[m["train_loss"] for m in h] for h in (late, none)]
+    assert losses[0][:5] == losses[1][:5]  # the loss of step 5 comes before its update
+    assert losses[0][5:] != losses[1][5:]
+    assert all(a != b for a, b in zip(losses[0][5:], losses[1][5:], strict=True))

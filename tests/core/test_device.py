@@ -1,0 +1,23 @@
+import torch
+
+from addray.core.device import autocast
+
+
+def _matmul_dtype(device: torch.device, precision: str) -> torch.dtype:
+    a = torch.randn(4, 4)
+    with autocast(device, precision):
+        return (a @ a).dtype
+
+
+def test_autocast_follows_the_precision_setting():
+    cpu = torch.device("cpu")
+    assert _matmul_dtype(cpu, "auto") == torch.float32  # auto: bf16 on CUDA only
+    assert _matmul_dtype(cpu, "float32") == torch.float32
+    assert _matmul_dtype(cpu, "bfloat16") == torch.bfloat16
+
+
+def test_float32_turns_off_bf16_on_cuda_too():
+    # only the choice is tested here (no GPU): float32 never enters autocast
+    cuda = torch.device("cuda")
+    assert isinstance(autocast(cuda, "float32"), type(autocast(torch.device("cpu"), "auto")))
+    assert not isinstance(autocast(cuda, "float32"), torch.autocast)
