@@ -71,9 +71,9 @@ def main() -> int:
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
-    smi = None if a.device == "cpu" else subprocess.Popen(["nvidia-smi", "--query-gpu=timestamp,utilization.gpu,memory.used",
-                            "--format=csv", "-l", "5"], stdout=open(out / "gpu_util.csv", "w"),
-                           stderr=subprocess.DEVNULL)
+    smi = None if a.device == "cpu" else subprocess.Popen(
+        ["nvidia-smi", "--query-gpu=timestamp,utilization.gpu,memory.used", "--format=csv",
+         "-l", "5"], stdout=open(out / "gpu_util.csv", "w"), stderr=subprocess.DEVNULL)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     runs: dict[str, dict] = {}
     for rank, (name, *sets) in enumerate(a.recipe):
@@ -81,7 +81,8 @@ def main() -> int:
             run = f"{name}-s{seed}"
             budget = a.deadline_s - (time.time() - t0)
             cmd = [sys.executable, "-m", "addray.train", a.config, "--seed", str(seed),
-                   "--max-steps", str(a.max_steps), "--device", a.device, "--out", str(out / run), "--overwrite",
+                   "--max-steps", str(a.max_steps), "--device", a.device,
+                   "--out", str(out / run), "--overwrite",
                    "--set", f"training.time_budget_s={budget:.0f}"]
             for s in [*a.common, *sets]:
                 cmd += ["--set", s]
@@ -95,13 +96,14 @@ def main() -> int:
         time.sleep(10)
         now = time.time() - t0
         ends: dict[str, float] = {}
-        for run, r in runs.items():
+        for r in runs.values():
             if r["proc"].poll() is not None or r["recipe"] in stopped:
                 continue
             step, rate = progress(r["log"])
             r["step"] = step
             if rate > 0:
-                ends[r["recipe"]] = max(ends.get(r["recipe"], 0), now + (a.max_steps - step) / rate)
+                end = now + (a.max_steps - step) / rate
+                ends[r["recipe"]] = max(ends.get(r["recipe"], 0), end)
         line = "  ".join(f"{k} {v:.0f}s" for k, v in ends.items())
         print(f"[{now:5.0f}s] projected ends: {line or '-'}", flush=True)
         late = [k for k, v in ends.items() if v > a.deadline_s]
