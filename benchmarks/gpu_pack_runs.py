@@ -32,6 +32,8 @@ import sys
 import time
 from pathlib import Path
 
+from trainer_throughput import machine  # this folder is on sys.path when run as a script
+
 LINE = re.compile(r"step\s+(\d+) .* (\d+) ex/s\s+([\d.]+)s")
 
 
@@ -134,10 +136,7 @@ def main() -> int:
         p.wait()
     if smi is not None:
         smi.terminate()
-    gpu = "CPU only" if smi is None else subprocess.run(
-        ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
-        capture_output=True, text=True).stdout.strip()
-    rows = [f"# {gpu}; {os.cpu_count()} CPUs; {datetime.datetime.now():%Y-%m-%d %H:%M}; "
+    rows = [f"# {machine()}; {datetime.datetime.now():%Y-%m-%d %H:%M}; "
             f"{len(runs)} runs started at once; {time.time() - t0:.0f} s in all"]
     for run, r in runs.items():
         text = r["log"].read_text()

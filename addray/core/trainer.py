@@ -178,6 +178,7 @@ def train(config: ExperimentConfig, *, report: Report | None = None,
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
+        # group 0 holds the decayed tensors (make_optimizer)
         optimizer.param_groups[0]["weight_decay"] = weight_decay_at(state["step"], config)
         optimizer.step()
         scheduler.step()

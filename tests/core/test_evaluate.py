@@ -65,3 +65,17 @@ def test_the_edge_case_suite_goes_through_the_one_greedy_decoder(monkeypatch):
 
     assert {tuple(make_example(a, b, 10)["input"]) for a, b in strata.edge_cases(99, 10)} \
         <= set(seen)
+
+
+def test_evaluation_runs_at_the_precision_asked_for():
+    # the same weights: bf16 autocast moves the held-out loss, float32 equals auto on a CPU
+    d = DataConfig(base=10, operand_max=99, n_train=500, n_test=50, seed=1)
+    ds = make_dataset(d)
+    held = HeldOut(ds.test, ds.n_uniform, 99, 10)
+    torch.manual_seed(0)
+    model = Transformer(ModelConfig(vocab_size=13, d_model=16, n_layers=1, n_heads=2, d_ff=16,
+                                    max_seq_len=16))
+    loss = {p: evaluate.evaluate(model, held, 64, torch.device("cpu"), p)["eval_loss"]
+            for p in ("auto", "float32", "bfloat16")}
+    assert loss["auto"] == loss["float32"]
+    assert loss["bfloat16"] != loss["float32"]
