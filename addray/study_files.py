@@ -32,7 +32,7 @@ TRIAL_COLUMNS = [
     "lr", "batch_size", "status", "stop_reason", "steps", "max_steps", "examples", "flops",
     "budget", "best_exact_match", "final_exact_match", "final_token_accuracy",
     "worst_stratum", "edge_cases", "learned", "strata", "wall_seconds", "device", "node",
-    "gpus", "gpu_ids", "cpus", "retries", "error", "finished_at", "suggestion", "score",
+    "machine", "gpus", "gpu_ids", "cpus", "retries", "error", "finished_at", "suggestion", "score",
     "resolved_config",
 ]
 CURVE_COLUMNS = [

@@ -20,9 +20,9 @@ import sys
 import tempfile
 
 import torch
-from trainer_throughput import machine  # this folder is on sys.path when run as a script
 
 from addray import cli
+from addray.core.device import machine
 from addray.errors import UserError
 
 CHILD = """

@@ -16,12 +16,12 @@ import time
 
 import torch
 from torch.profiler import ProfilerActivity, profile
-from trainer_throughput import machine  # this folder is on sys.path when run as a script
 
 from addray import cli
 from addray.core.batches import TokenizedSet
 from addray.core.config import load_config
 from addray.core.data import make_dataset
+from addray.core.device import machine
 from addray.core.model import Transformer
 from addray.core.tokens import Vocab
 from addray.core.trainer import LossModule, batch_indices, make_optimizer

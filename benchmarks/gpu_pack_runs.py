@@ -32,7 +32,7 @@ import sys
 import time
 from pathlib import Path
 
-from trainer_throughput import machine  # this folder is on sys.path when run as a script
+from addray.core.device import machine
 
 LINE = re.compile(r"step\s+(\d+) .* (\d+) ex/s\s+([\d.]+)s")
 

@@ -18,9 +18,9 @@ import time
 from pathlib import Path
 
 import torch
-from trainer_throughput import machine  # this folder is on sys.path when run as a script
 
 from addray import cli
+from addray.core.device import machine
 from addray.errors import UserError
 from addray.sweep import cluster
 

@@ -24,9 +24,9 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-from trainer_throughput import machine  # this folder is on sys.path when run as a script
 
 from addray import cli
+from addray.core.device import machine
 from addray.errors import UserError
 
 ROOT = Path(__file__).resolve().parent.parent

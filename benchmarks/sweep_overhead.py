@@ -22,11 +22,10 @@ import tempfile
 import time
 
 import torch
-from trainer_throughput import machine  # this folder is on sys.path when run as a script
 
 from addray import cli
 from addray.core.config import load_config
-from addray.core.device import available_cpus
+from addray.core.device import available_cpus, machine
 from addray.core.trainer import train
 from addray.errors import UserError
 from addray.sweep.grid import run_grid

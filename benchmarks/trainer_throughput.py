@@ -13,15 +13,13 @@ is timed apart as the warm-up) and the speed-up of each against the eager trimme
 from __future__ import annotations
 
 import datetime
-import platform
 import sys
-from pathlib import Path
 
 import torch
 
 from addray import cli
 from addray.core.config import load_config
-from addray.core.device import available_cpus
+from addray.core.device import machine
 from addray.core.trainer import train
 
 CONFIGS = ["phase1_upper", "phase1_middle", "phase1_lower", "phase1_tiny",
@@ -29,24 +27,6 @@ CONFIGS = ["phase1_upper", "phase1_middle", "phase1_lower", "phase1_tiny",
 MODES = {"trimmed": {"training.compile": "off"},
          "padded": {"training.compile": "off", "training.pad_to": 32},
          "compiled": {"training.compile": "on"}}
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def machine() -> str:
-    """The GPU's name, and the CPU model with the CPUs this process may use."""
-    cpus = f"{cpu_model()}, {available_cpus()} CPUs"
-    if torch.cuda.is_available():
-        return f"{torch.cuda.get_device_name(0)}; {cpus}"
-    return cpus
 
 
 def measure(name: str, steps: int, device: str, mode: str) -> tuple[float, float]:

@@ -45,7 +45,7 @@ def main(argv: list[str]) -> int:
     cluster.prefer_loopback(opts.address)
     from addray.sweep.search import run_search  # imports Ray
 
-    return sweep_cli.exit_code(run_search(opts))
+    return sweep_cli.study_exit_code(opts, run_search(opts))
 
 
 if __name__ == "__main__":

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import platform
+from pathlib import Path
 
 import torch
 
@@ -15,6 +17,29 @@ def available_cpus() -> int:
     if hasattr(os, "sched_getaffinity"):
         return len(os.sched_getaffinity(0))
     return os.cpu_count() or 1
+
+
+def cpu_model() -> str:
+    """The CPU's model name, e.g. ``AMD EPYC`` or ``Intel(R) Xeon(R) Processor``."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine() -> str:
+    """The machine a run's numbers belong to: the GPU's name when there is one, the CPU
+    model with the vector instructions torch's CPU kernels use (AVX2, AVX512: they round
+    differently, so the same seed trains to slightly different weights on two CPUs) and
+    the CPUs this process may use."""
+    cpus = (f"{cpu_model()} ({torch.backends.cpu.get_cpu_capability()}), "
+            f"{available_cpus()} CPUs")
+    if torch.cuda.is_available():
+        return f"{torch.cuda.get_device_name(0)}; {cpus}"
+    return cpus
 
 
 def resolve_device(name: str, what: str = "training.device") -> torch.device:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from addray import cli
+from addray import study_files as sf
 from addray.errors import ConfigError
 from addray.sweep import cluster
 from addray.sweep.options import BUDGETS, COMPARE, METRICS, SweepOptions, command_line
@@ -125,11 +126,22 @@ def common_options(args: argparse.Namespace) -> dict[str, Any]:
         smoke_test=args.smoke_test, command=command_line())
 
 
-def exit_code(rows: list[dict[str, str]]) -> int:
-    """0 when every trial ended; 1 when none did or some errored (all of it is written)."""
+def exit_code(rows: list[dict[str, str]], state: str | None = None) -> int:
+    """The exit status of a study whose files are all written: 130 when it was interrupted
+    (Ctrl-C; ``--resume`` continues it), as for any interrupted command, so a chained
+    ``&& python -m addray.report`` does not run on half a study; 1 when no trial ended or
+    some errored; else 0. ``state`` is study.json's."""
+    if state == "interrupted":
+        return 130
     if not rows or any(r["status"] == "errored" for r in rows):
         return 1
     return 0
+
+
+def study_exit_code(opts: SweepOptions, rows: list[dict[str, str]]) -> int:
+    """``exit_code`` for the study ``opts`` names, its state read back from study.json."""
+    return exit_code(rows, sf.read_study(sf.study_folder(opts.results, opts.study))
+                     .get("state"))
 
 
 def on_gpus(args: argparse.Namespace) -> bool:
@@ -172,7 +184,7 @@ def main(study: str, presets: dict[str, Preset], description: str,
     cluster.prefer_loopback(opts.address)
     from addray.sweep.grid import run_grid  # imports Ray
 
-    return exit_code(run_grid(opts))
+    return study_exit_code(opts, run_grid(opts))
 
 
 def run(study: str, presets: dict[str, Preset], description: str) -> None:

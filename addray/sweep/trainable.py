@@ -23,6 +23,7 @@ from ray import tune
 
 from addray.core.checkpoint import FILENAME
 from addray.core.config import from_dict
+from addray.core.device import machine
 from addray.core.trainer import train
 from addray.sweep.objective import pruning_score, search_score
 
@@ -67,7 +68,7 @@ def run_trial(params: dict[str, Any]) -> None:
     if restored is not None:
         resume = Path(restored.to_directory(str(work / "restored")))
     node_id = ray.get_runtime_context().get_node_id()
-    labels = {"node": f"{socket.gethostname()}/{node_id[:8]}",
+    labels = {"node": f"{socket.gethostname()}/{node_id[:8]}", "machine": machine(),
               "gpu_ids": ",".join(str(g) for g in ray.get_gpu_ids()), "pid": os.getpid()}
     reported = []
 

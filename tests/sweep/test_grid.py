@@ -4,6 +4,7 @@ multi-node cluster."""
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 import time
@@ -12,6 +13,7 @@ import pytest
 import ray.cloudpickle
 
 from addray import study_files as sf
+from addray.core.device import cpu_model
 from addray.errors import ClusterError
 from addray.sweep.grid import build_configs, plan_grid, run_grid
 from addray.sweep.options import SweepOptions
@@ -33,6 +35,7 @@ def test_smoke_study_end_to_end(smoke_results, script, n):
     for r in trials:
         assert r["status"] in sf.FINAL_STATUSES, r
         assert int(r["params"]) > 0 and r["device"] == "cpu" and r["node"]
+        assert r["machine"].startswith(f"{cpu_model()} (") and r["machine"].endswith("CPUs")
         assert r["worst_stratum"] != "" and r["edge_cases"] != "" and r["strata"].startswith("{")
         assert int(r["examples"]) == int(r["steps"]) * int(r["batch_size"])
     info = sf.read_study(study)
@@ -153,6 +156,34 @@ def test_sigkill_driver_then_resume(tmp_path):
             # it continued from its checkpoint: step 10 was never trained twice
             assert [c["step"] for c in curves if c["trial_id"] == trial_id].count("10") == 1
     assert any(t not in before and s >= 20 for t, s in progress.items()), progress
+
+
+def test_ctrl_c_stops_the_study_with_exit_130_and_resume_advice(tmp_path):
+    # Ctrl-C: Tune stops and returns; the driver must still exit non-zero (130, as for any
+    # interrupted command) so that README's `phase1.py && addray.report` stops there
+    import psutil
+
+    args = ["--smoke-test", "--configs", "reference", "--results", str(tmp_path),
+            "--cpus-per-trial", "1", "--set", "training.early_stopping=null", "--max-steps",
+            "100000", "--check-every", "10", "--no-prune"]
+    study = tmp_path / "phase1"
+    driver = subprocess.Popen([sys.executable, str(SWEEPS / "phase1.py"), *args], cwd=ROOT,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    started = []
+    try:
+        wait_for(lambda: bool(rows(study / "curves.csv")), 240, "a trial's first evaluation")
+        started = psutil.Process(driver.pid).children(recursive=True)
+        driver.send_signal(signal.SIGINT)
+        out, _ = driver.communicate(timeout=180)
+    finally:
+        kill_tree(driver.pid)
+        for p in started:  # the Ray processes it started, should any outlive it
+            if p.is_running():
+                p.kill()
+    assert driver.returncode == 130, out[-3000:]
+    assert sf.read_study(study)["state"] == "interrupted"
+    assert "--resume" in out
+    assert len(sf.read_trials(study)) < 4  # no trial could have run 100,000 steps
 
 
 def _run_patched(params, module, name, replacement):
