@@ -2,6 +2,7 @@
 on synthetic studies (no Ray cluster needed)."""
 
 import re
+from types import SimpleNamespace
 
 import pytest
 from ray.tune.schedulers import TrialScheduler
@@ -157,6 +158,36 @@ def test_seeds_of_one_setting_stand_or_fall_together():
         _report(sched, f"b{seed}", 1000, b, _config("m", 1e-2, seed))
     assert _report(sched, "b1", 1500, 0.7, _config("m", 1e-2, 1)) == STOP
     assert _report(sched, "a0", 1500, 0.5, _config("m", 1e-3, 0)) == CONT
+
+
+def _add(sched, *trials):
+    for trial_id, config in trials:
+        sched.on_trial_add(None, SimpleNamespace(trial_id=trial_id, config=config))
+
+
+def test_a_setting_is_judged_once_all_its_running_seeds_are_at_the_rung():
+    # the laptop study: seed 0 of one rate, first at the rung, was pruned on its own score
+    # while its seed 1 went on to finish; seeds of a setting wait for each other
+    sched = _scheduler(True, rungs=[1000], rf=2, unit=unit_by_setting)
+    _add(sched, *[(f"{n}{seed}", _config("m", lr, seed)) for n, lr in (("a", 1e-3), ("b", 1e-2))
+                  for seed in (0, 1)])
+    assert _report(sched, "a0", 1000, 0.5, _config("m", 1e-3, 0)) == CONT
+    assert _report(sched, "a1", 1000, 0.5, _config("m", 1e-3, 1)) == CONT
+    assert _report(sched, "b0", 1000, 0.1, _config("m", 1e-2, 0)) == CONT  # b1 on its way
+    assert _report(sched, "b0", 1500, 0.2, _config("m", 1e-2, 0)) == CONT
+    assert _report(sched, "b1", 1000, 0.6, _config("m", 1e-2, 1)) == STOP  # mean 0.35 < 0.5
+    assert _report(sched, "b0", 2000, 0.3, _config("m", 1e-2, 0)) == STOP  # with it
+    assert "scored 0.3500" in sched.stop_note("b0")
+
+
+def test_a_seed_that_ended_does_not_hold_its_setting_back():
+    sched = _scheduler(True, rungs=[1000], rf=2, unit=unit_by_setting)
+    _add(sched, ("a0", _config("m", 1e-3, 0)), ("b0", _config("m", 1e-2, 0)),
+         ("b1", _config("m", 1e-2, 1)))
+    assert _report(sched, "a0", 1000, 0.5, _config("m", 1e-3, 0)) == CONT
+    assert _report(sched, "b0", 1000, 0.1, _config("m", 1e-2, 0)) == CONT
+    sched.on_trial_error(None, SimpleNamespace(trial_id="b1"))  # it will never arrive
+    assert _report(sched, "b0", 1500, 0.2, _config("m", 1e-2, 0)) == STOP
 
 
 def test_a_single_close_rival_does_not_decide():
