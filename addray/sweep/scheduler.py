@@ -74,8 +74,9 @@ class RungScheduler(FIFOScheduler):
         self._ended: set[str] = set()  # trials that will report no more
 
     def _end(self, trial_id: str) -> None:
-        # a study resumed from before this set existed has none yet
-        self.__dict__.setdefault("_ended", set()).add(trial_id)
+        if "_ended" not in self.__dict__:  # a study resumed from before this set existed
+            self._ended = set()
+        self._ended.add(trial_id)
 
     def stop_note(self, trial_id: str) -> str | None:
         """Why this scheduler stopped the trial, or None if it did not."""
@@ -136,7 +137,7 @@ class RungScheduler(FIFOScheduler):
         means = {u: float(np.mean(list(s.values()))) for u, s in units.items() if s}
         if unit not in means:
             return None
-        ended = self.__dict__.get("_ended", set())
+        ended = self._ended if "_ended" in self.__dict__ else set()
         if any(w == (group, unit) and t not in units[unit] and t not in ended
                for t, w in self._where.items()):
             # a seed of this setting still on its way to the rung: the setting is judged

@@ -186,6 +186,8 @@ def test_a_seed_that_ended_does_not_hold_its_setting_back():
          ("b1", _config("m", 1e-2, 1)))
     assert _report(sched, "a0", 1000, 0.5, _config("m", 1e-3, 0)) == CONT
     assert _report(sched, "b0", 1000, 0.1, _config("m", 1e-2, 0)) == CONT
+    del sched.__dict__["_ended"]  # as a scheduler pickled before this set existed
+    assert _report(sched, "b0", 1200, 0.1, _config("m", 1e-2, 0)) == CONT
     sched.on_trial_error(None, SimpleNamespace(trial_id="b1"))  # it will never arrive
     assert _report(sched, "b0", 1500, 0.2, _config("m", 1e-2, 0)) == STOP
 
