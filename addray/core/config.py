@@ -84,6 +84,8 @@ class OptimizerConfig:
     # weight decay applies from this fraction of training.max_steps on, and is 0 before
     # (0: from the first step)
     weight_decay_from: float = 0.0
+    # false keeps the token embedding (and an output head tied to it) out of weight decay
+    decay_embeddings: bool = True
 
 
 @dataclass

@@ -95,6 +95,7 @@ def test_tuned_config_loads():
     ("training", "early_stopping", {"min_delta": float("inf")}, "must be a finite number"),
     ("training", "compile", "maybe", "must be one of auto, on, off"),
     ("training", "precision", "half", "must be one of auto, float32, bfloat16"),
+    ("optimizer", "decay_embeddings", "no", "must be true or false"),
     ("optimizer", "weight_decay_from", 1.0,
      "must be >= 0 and < 1 (a fraction of training.max_steps)"),
     ("data", "boundary_share", 1.5, "must be >= 0 and <= 1"),

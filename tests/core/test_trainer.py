@@ -255,3 +255,23 @@ def test_weight_decay_from_turns_decay_on_at_its_fraction_of_the_steps():
     assert losses[0][:5] == losses[1][:5]  # the loss of step 5 comes before its update
     assert losses[0][5:] != losses[1][5:]
     assert all(a != b for a, b in zip(losses[0][5:], losses[1][5:], strict=True))
+
+
+@pytest.mark.parametrize("tied", [False, True])
+@pytest.mark.parametrize("decay_embeddings", [True, False])
+def test_decay_embeddings_false_keeps_the_embedding_out_of_weight_decay(tied, decay_embeddings):
+    cfg = small_config(optimizer={"weight_decay": 0.5, "decay_embeddings": decay_embeddings},
+                       model={"tie_embeddings": tied})
+    model = Transformer(cfg.model)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    opt = trainer.make_optimizer(model, cfg, torch.device("cpu"))
+    # a zero gradient on every tensor: AdamW's step is then its decay alone
+    (sum(p.sum() for p in model.parameters()) * 0.0).backward()
+    opt.step()
+    shrink = 1 - cfg.training.learning_rate * 0.5
+    for name, p in model.named_parameters():
+        embedding = name == "embed.weight"
+        decayed = p.dim() >= 2 and (decay_embeddings or not embedding)
+        torch.testing.assert_close(p.detach(), before[name] * (shrink if decayed else 1.0),
+                                   msg=name)
+    assert tied == (model.head.weight is model.embed.weight)
