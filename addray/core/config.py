@@ -45,11 +45,16 @@ class ModelConfig:
     rope_scaling: str | None = None  # only null is supported (the reference never sets it)
     tie_embeddings: bool = False  # the output head reuses the embedding matrix
     bias: bool = True  # biases in the linear layers (and LayerNorm shifts)
+    head_bias: bool | None = None  # a bias in the output head; null: as model.bias
     norm: str = "layernorm"  # layernorm | rmsnorm
 
     @property
     def head_dim(self) -> int:
         return self.d_model // self.n_heads
+
+    @property
+    def has_head_bias(self) -> bool:
+        return self.bias if self.head_bias is None else self.head_bias
 
 
 @dataclass

@@ -2,7 +2,9 @@
 
 The defaults are the reference's model: LayerNorm, biases everywhere, an untied output
 head. ``model.norm: rmsnorm``, ``model.bias: false`` and ``model.tie_embeddings: true``
-(the head reuses the embedding matrix) make much smaller models possible; the module
+(the head reuses the embedding matrix) make much smaller models possible, and
+``model.head_bias`` sets the head's bias apart from the blocks' (false with ``bias: true``:
+biases in every block, none over the vocabulary); the module
 names stay the same, so checkpoints of default models load unchanged.
 """
 
@@ -107,7 +109,7 @@ class Transformer(nn.Module):
         self.drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
         self.ln_f = make_norm(cfg)
-        self.head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=cfg.bias)
+        self.head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=cfg.has_head_bias)
         self.apply(self._init_weights)
         for name, p in self.named_parameters():
             if name.endswith("proj.weight"):  # residual projections, scaled as in GPT-2

@@ -141,6 +141,8 @@ def arch_name(cfg: ExperimentConfig) -> str:
     """A readable name for a searched shape, e.g. 16d-2L-4h-32ff (-tied, -nobias, -rms)."""
     m = cfg.model
     extra = (("-tied" if m.tie_embeddings else "") + ("" if m.bias else "-nobias")
+             + ("" if m.has_head_bias == m.bias else
+                "-headbias" if m.has_head_bias else "-noheadbias")
              + ("-rms" if m.norm == "rmsnorm" else ""))
     return f"{m.d_model}d-{m.n_layers}L-{m.n_heads}h-{m.d_ff}ff{extra}"
 

@@ -86,6 +86,7 @@ def test_tuned_config_loads():
     ("model", "norm", "batchnorm", "must be one of layernorm, rmsnorm"),
     ("model", "tie_embeddings", "yes", "must be true or false"),
     ("model", "bias", 1, "must be true or false"),
+    ("model", "head_bias", "no", "must be true or false"),
     ("model", "d_model", float("inf"), "must be an integer"),
     ("model", "d_model", "1e400", "must be an integer"),
     ("model", "n_layers", float("nan"), "must be an integer"),

@@ -42,7 +42,7 @@ def _formula(c: ModelConfig) -> int:
     attn = 4 * d * d + b * 4 * d  # qkv and output projections (and their biases)
     mlp = 2 * d * ff + b * (ff + d)
     norm = d if c.norm == "rmsnorm" else d + b * d  # scale (and shift)
-    head = (0 if c.tie_embeddings else d * v) + b * v
+    head = (0 if c.tie_embeddings else d * v) + (1 if c.has_head_bias else 0) * v
     return v * d + c.n_layers * (attn + mlp + 2 * norm) + norm + head
 
 
@@ -68,6 +68,22 @@ def test_small_model_options_count_each_tensor_once(tie, bias, norm):
     assert count_parameters(model) == _formula(cfg)
     if tie:  # one matrix, used twice
         assert model.head.weight is model.embed.weight
+
+
+@pytest.mark.parametrize("bias,head_bias", [(True, False), (False, True), (True, None),
+                                            (False, None)])
+def test_head_bias_sets_the_heads_bias_apart_from_the_blocks(bias, head_bias):
+    cfg = ModelConfig(d_model=8, n_layers=2, n_heads=2, d_ff=16, tie_embeddings=True,
+                      bias=bias, head_bias=head_bias, norm="rmsnorm")
+    model = Transformer(cfg)
+    names = {n for n, _ in model.named_parameters()}
+    want_head = bias if head_bias is None else head_bias
+    assert ("head.bias" in names) is want_head
+    assert ("blocks.1.mlp.fc.bias" in names) is bias
+    assert count_parameters(model) == _formula(cfg)
+    # the 1,888-parameter smallest model plus biases in both blocks, none over the vocabulary
+    if (bias, head_bias) == (True, False):
+        assert count_parameters(model) == 1888 + 2 * (4 * 8 + 16 + 8)
 
 
 def test_tied_model_saves_loads_and_predicts_through_the_same_code(tmp_path):
