@@ -49,6 +49,10 @@ def test_smallest_config_is_under_2000_parameters():
     cfg = load_config("configs/smallest.yaml")
     assert cfg.data.boundary_share == 0.25 and cfg.model.tie_embeddings
     assert count_parameters(Transformer(cfg.model)) == 1888
+    # the same with biases in its blocks and none in the head: the goal's limit exactly
+    with_bias = load_config("configs/smallest_blockbias.yaml")
+    assert with_bias.model.bias and not with_bias.model.has_head_bias
+    assert count_parameters(Transformer(with_bias.model)) == 2000
 
 
 def test_tuned_config_loads():
