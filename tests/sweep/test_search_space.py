@@ -131,3 +131,13 @@ def test_unreadable_space_file(tmp_path):
     with pytest.raises(ConfigError, match="is a folder, not a search-space file") as err:
         load_space(tmp_path)
     assert str(tmp_path) in str(err.value)
+
+
+def test_arch_name_marks_a_head_bias_set_apart_from_the_blocks():
+    from addray.core.config import load_config
+    from addray.sweep.search_space import arch_name
+
+    cfg = load_config("configs/smallest_blockbias.yaml")  # bias true, head_bias false
+    assert arch_name(cfg) == "8d-2L-2h-16ff-tied-noheadbias-rms"
+    cfg.model.head_bias = None  # as model.bias: no mark
+    assert arch_name(cfg) == "8d-2L-2h-16ff-tied-rms"
