@@ -113,6 +113,9 @@ class DataConfig:
     # share of training operands whose lowest token is redrawn from the values next to the
     # carry boundary, 0, 1, 2 and base-3..base-1 (addray.core.data.boundary_tokens)
     boundary_share: float = 0.0
+    # share of training pairs whose low tokens are set to sum to base-2, base-1 or base,
+    # either side of the carry decision (addray.core.data.carry_edge)
+    carry_share: float = 0.0
     train_file: str | None = None  # JSONL written by `python -m addray.data`
     test_file: str | None = None
 
@@ -242,6 +245,10 @@ def validate(cfg: ExperimentConfig, source: str = "<config>") -> ExperimentConfi
           "must be >= 0 and <= 1")
     check(d.boundary_share == 0.0 or d.train_file is None, "data.boundary_share",
           d.boundary_share, "applies to generated pairs only; must be 0 with data.train_file")
+    check(0.0 <= d.carry_share <= 1.0, "data.carry_share", d.carry_share,
+          "must be >= 0 and <= 1")
+    check(d.carry_share == 0.0 or d.train_file is None, "data.carry_share",
+          d.carry_share, "applies to generated pairs only; must be 0 with data.train_file")
     pairs = (d.operand_max + 1) ** 2
     check(d.n_train + d.n_test <= pairs, "data.n_train", d.n_train,
           f"n_train + n_test ({d.n_train + d.n_test}) must be <= the {pairs} distinct pairs "

@@ -16,6 +16,13 @@ Pairs are drawn as distinct pair indices ``a * (operand_max + 1) + b``.
   kept). Low tokens at the carry boundary (1 + 99, 0 + 999, 500 + 500) are what small
   models get wrong by one; uniform values give each of them 1% of operands. A changed
   pair that is held out, or beyond operand_max, keeps its old value.
+- ``carry_share`` q > 0: then each training pair, with probability q, has the second
+  operand's lowest token set so that the two lowest tokens sum to base-2, base-1 or base
+  (one of the three at random): the sums either side of the carry decision, which
+  uniform values give 3% of pairs and which small models get wrong most (a low-token
+  sum of exactly base-1, as 45 + 54, is wrong up to 30 times as often as other sums).
+  Lengths kept; a pair that would be held out, beyond operand_max, or whose token would
+  leave 0..base-1, keeps its old value. Applied after ``boundary_share``.
 """
 
 from __future__ import annotations
@@ -157,6 +164,23 @@ def boundary_tokens(pairs: np.ndarray, share: float, operand_max: int, base: int
     return np.where(ok[:, None], new, pairs)
 
 
+def carry_edge(pairs: np.ndarray, share: float, operand_max: int, base: int,
+               exclude: np.ndarray, seed: int) -> np.ndarray:
+    """``pairs`` with, with probability ``share`` each, the second operand's lowest token
+    set so that the lowest tokens sum to base-2, base-1 or base (module docstring).
+    ``exclude``: sorted pair indices that must not appear."""
+    if share <= 0 or len(pairs) == 0:
+        return pairs
+    rng = np.random.default_rng([seed, 4])
+    a, b = pairs[:, 0], pairs[:, 1]
+    hit = rng.random(len(pairs)) < share
+    low = base - 1 - a % base + rng.integers(-1, 2, size=len(pairs))
+    new_b = np.where(hit & (low >= 0) & (low < base), b - b % base + low, b)
+    new = np.stack([a, new_b], axis=1)
+    ok = (new_b <= operand_max) & ~np.isin(_index(new, operand_max + 1), exclude)
+    return np.where(ok[:, None], new, pairs)
+
+
 def make_dataset(d: DataConfig) -> Dataset:
     """The examples for a data config, generated in memory (deterministic in d.seed)."""
     side = d.operand_max + 1
@@ -167,6 +191,7 @@ def make_dataset(d: DataConfig) -> Dataset:
     if d.sampling == "balanced":
         train = balanced_pairs(d.n_train, d.operand_max, d.base, held, d.seed)
     train = boundary_tokens(train, d.boundary_share, d.operand_max, d.base, held, d.seed)
+    train = carry_edge(train, d.carry_share, d.operand_max, d.base, held, d.seed)
 
     def examples(pairs: np.ndarray) -> list[dict]:
         return [make_example(a, b, d.base) for a, b in pairs.tolist()]

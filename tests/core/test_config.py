@@ -106,6 +106,8 @@ def test_tuned_config_loads():
     ("data", "boundary_share", 1.5, "must be >= 0 and <= 1"),
     ("data", "boundary_share", -0.1, "must be >= 0 and <= 1"),
     ("data", "boundary_share", "some", "must be a finite number"),
+    ("data", "carry_share", 1.5, "must be >= 0 and <= 1"),
+    ("data", "carry_share", -0.1, "must be >= 0 and <= 1"),
     ("training", "threads", 4, "unknown key"),
 ])
 def test_validation_names_source_key_value_and_rule(section, key, value, message):
@@ -135,6 +137,12 @@ def test_on_off_yes_no_are_strings_only_true_false_are_booleans(tmp_path):
     path.write_text("model: {bias: no}\n")
     with pytest.raises(ConfigError, match="model.bias = 'no': must be true or false"):
         load_config(path)
+
+
+def test_carry_share_needs_generated_pairs():
+    with pytest.raises(ConfigError, match="data.carry_share = 0.1: applies to generated"):
+        from_dict({"data": {"carry_share": 0.1, "train_file": "a.jsonl",
+                            "test_file": "b.jsonl"}})
 
 
 def test_boundary_share_needs_generated_pairs():

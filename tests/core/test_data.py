@@ -129,6 +129,44 @@ def test_boundary_tokens_keep_operand_max_and_exclusions():
     assert (data.boundary_tokens(pairs, 0.0, 450, 100, excluded, 0) == pairs).all()
 
 
+def test_carry_share_sets_low_tokens_either_side_of_the_carry_decision():
+    plain = data.make_dataset(DataConfig(n_train=40_000, n_test=2000, seed=9))
+    mixed = data.make_dataset(DataConfig(n_train=40_000, n_test=2000, seed=9,
+                                         carry_share=0.3))
+    assert mixed.test == plain.test  # the held-out set is untouched
+
+    def share_at_edge(examples):
+        sums = [a % 100 + b % 100 for a, b in _pairs(examples)]
+        return sum(s in (98, 99, 100) for s in sums) / len(sums)
+
+    # uniform low tokens: about 3 in 100 pairs; with q = 0.3: 0.7 * 0.03 + 0.3 = 0.321
+    assert 0.025 < share_at_edge(plain.train) < 0.035
+    assert 0.30 < share_at_edge(mixed.train) < 0.34
+    # the three sums about equally often among the changed pairs
+    sums = Counter(a % 100 + b % 100 for a, b in _pairs(mixed.train))
+    assert all(3000 < sums[s] < 5000 for s in (98, 99, 100))
+    # only the second operand's low token changes: first operands and lengths are kept
+    assert [p[0] for p in _pairs(mixed.train)] == [p[0] for p in _pairs(plain.train)]
+    assert [len(to_tokens(b)) for _, b in _pairs(mixed.train)] == \
+        [len(to_tokens(b)) for _, b in _pairs(plain.train)]
+    assert not set(_pairs(mixed.train)) & set(_pairs(mixed.test))
+    assert all(ex["answer"] == sum(data.operands(ex, 100)) for ex in mixed.train)
+
+
+def test_carry_edge_keeps_operand_max_exclusions_and_token_range():
+    side = 451
+    # (5, 94), (5, 95) excluded: a pair (5, b) may only become (5, 93)
+    excluded = np.sort(np.array([5 * side + 94, 5 * side + 95]))
+    pairs = np.array([[5, 7]] * 60 + [[0, 420]] * 60 + [[99, 3]] * 60, dtype=np.int64)
+    out = data.carry_edge(pairs, 1.0, operand_max=450, base=100, exclude=excluded, seed=0)
+    assert set(map(tuple, out[:60].tolist())) == {(5, 7), (5, 93)}
+    # 0 + 4xx: low token 98 or 99 fits; 100 would leave the token range, 498/499 exceed 450
+    assert set(map(tuple, out[60:120].tolist())) == {(0, 420)}
+    # 99 + b: low tokens 0 and 1 (sums 99, 100); -1 would leave the token range
+    assert set(map(tuple, out[120:].tolist())) == {(99, 3), (99, 0), (99, 1)}
+    assert (data.carry_edge(pairs, 0.0, 450, 100, excluded, 0) == pairs).all()
+
+
 def test_sample_rect_repeats_only_when_asked():
     rng = np.random.default_rng(0)
     exclude = np.array([0, 1, 10], dtype=np.int64)  # (0, 0), (0, 1), (1, 0)
