@@ -11,8 +11,13 @@ import torch
 from addray.core.checkpoint import load_checkpoint, save_checkpoint
 
 ROOT = Path(__file__).resolve().parent.parent
+# phase 3's best.pt (seed 0) passed until verify tested the carry boundary; seed 1 passes;
+# the last: configs/smallest_carry.yaml's seed 2 (2,000 parameters)
 COMMITTED = ["results/reference/tuned_phase1_lower/checkpoint.pt",
-             "results/reference/phase3/best.pt"]
+             "results/reference/phase3/seed1.pt",
+             "results/reference/phase3/verification/smallest-blockbias-300k-carry/seed2.pt"]
+
+BOUNDARY_MISS = "results/reference/phase3/verification/smallest-blockbias/seed2.pt"
 
 
 def _verify(*args):
@@ -28,6 +33,20 @@ def test_committed_models_have_learned_addition(checkpoint):
     assert out["verdict"] == "learned" and all(e["right"] for e in out["edge_cases"])
     assert out["uniform"]["n"] == 10_000 and out["one_token"]["n"] == 10_000
     assert min(r["exact_match"] for r in out["strata"]) >= 0.99
+
+
+def test_a_model_that_misses_the_carry_boundary_is_not_learned():
+    # 2,000 parameters, committed: at >= 99% on uniform pairs and in every stratum, every
+    # edge case right, yet about one in seven pairs whose low tokens sum to 99 or 100 wrong
+    proc = _verify(BOUNDARY_MISS, "--json")
+    out = json.loads(proc.stdout)
+    assert proc.returncode == 1 and out["verdict"] == "not learned"
+    assert out["uniform"]["exact_match"] >= 0.99 and all(e["right"] for e in out["edge_cases"])
+    assert min(r["exact_match"] for r in out["strata"]) >= 0.99
+    assert [r["n"] for r in out["carry_boundary"]] == [2000, 2000]
+    assert all(r["exact_match"] < 0.95 for r in out["carry_boundary"])
+    assert len(out["reasons"]) == 2 and all(r.startswith("carry boundary, low tokens sum to")
+                                            for r in out["reasons"])
 
 
 def test_a_damaged_copy_is_not_learned(tmp_path):

@@ -19,8 +19,9 @@ Pairs are drawn as distinct pair indices ``a * (operand_max + 1) + b``.
 - ``carry_share`` q > 0: then each training pair, with probability q, has the second
   operand's lowest token set so that the two lowest tokens sum to base-2, base-1 or base
   (one of the three at random): the sums either side of the carry decision, which
-  uniform values give 3% of pairs and which small models get wrong most (a low-token
-  sum of exactly base-1, as 45 + 54, is wrong up to 30 times as often as other sums).
+  uniform values give 3% of pairs and which small models get wrong most (low tokens
+  summing to exactly base-1, as 45 + 54: 12-30% wrong against 0.1-1.3% of other pairs
+  for three 2,000-parameter models, benchmarks/RESULTS.md).
   Lengths kept; a pair that would be held out, beyond operand_max, or whose token would
   leave 0..base-1, keeps its old value. Applied after ``boundary_share``.
 """

@@ -21,10 +21,17 @@ The edge-case suite (``edge_cases(operand_max, base)``), for operands 0..M:
   1 + base-1, base-1 + base-1, base/2 + base/2).
 
 Pairs outside 0..M are left out, and each pair appears once.
+
+The carry boundary (``carry_boundary_pairs``): pairs whose lowest tokens sum to base-1
+(one short of a carry, as 45 + 54 in base 100) or to base (the smallest carry, 45 + 55).
+They are 2% of uniform pairs for 3-digit operands, spread over the strata, and small
+models get them wrong far more often than the rest (benchmarks/RESULTS.md), so
+verification tests each of the two sums on its own.
 """
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 
 from addray.core.tokens import to_tokens
@@ -101,6 +108,30 @@ def edge_cases(operand_max: int, base: int) -> list[tuple[int, int]]:
             seen.add((a, b))
             out.append((a, b))
     return out
+
+
+def carry_boundary_pairs(low_sum: int, operand_max: int, base: int, n: int,
+                         seed: int) -> list[tuple[int, int]]:
+    """Up to ``n`` distinct pairs in 0..operand_max whose lowest tokens sum to ``low_sum``,
+    drawn with ``seed``; every such pair when there are at most ``n``."""
+    m = operand_max
+    lows = [x for x in range(base) if 0 <= low_sum - x < base and max(x, low_sum - x) <= m]
+    tops = m // base + 1  # values of the tokens above the lowest
+    rng = random.Random(seed * 1_000_003 + low_sum)
+    if len(lows) * tops * tops <= 4 * n + 10_000:  # few: list them all
+        pairs = [(ha * base + x, hb * base + low_sum - x)
+                 for ha in range(tops) for hb in range(tops) for x in lows]
+        pairs = [(a, b) for a, b in pairs if a <= m and b <= m]
+        return pairs if len(pairs) <= n else rng.sample(pairs, n)
+    found: dict[tuple[int, int], None] = {}
+    for _ in range(50 * n):  # many: draw until n distinct ones
+        if len(found) >= n:
+            break
+        x = rng.choice(lows)
+        a, b = rng.randrange(tops) * base + x, rng.randrange(tops) * base + low_sum - x
+        if a <= m and b <= m:
+            found.setdefault((a, b))
+    return list(found)
 
 
 def tally(strata: list[Stratum], right: list[bool]) -> dict[Stratum, tuple[int, int]]:

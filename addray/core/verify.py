@@ -9,11 +9,14 @@ greedy decoder as evaluation and prediction:
 2. ``n_uniform`` distinct pairs drawn uniformly from 0..M x 0..M with a fixed seed
    (default 10,000, seed 0);
 3. every pair of one-token operands (B x B pairs, within 0..M);
+4. the carry boundary: ``n_boundary`` pairs (default 2,000, same seed) whose lowest
+   tokens sum to B-1, and as many summing to B (``strata.carry_boundary_pairs``);
 
-and reports exact match on the uniform pairs and in every stratum (operand lengths in
-tokens x low-token carry, over the pairs of 2 and 3), each with a 95% Wilson interval.
-The verdict is **learned** only if every edge case is right, every stratum is at or
-above 99% and the uniform pairs are at or above 99%. It also counts how many of the
+and reports exact match on the uniform pairs, in every stratum (operand lengths in
+tokens x low-token carry, over the pairs of 2 and 3) and at each of the two carry
+boundary sums, each with a 95% Wilson interval. The verdict is **learned** only if
+every edge case is right and the uniform pairs, every stratum and both carry boundary
+sums are at or above 99%. It also counts how many of the
 tested pairs are in the model's training set (regenerated from its saved data
 settings) and the exact match on the others.
 """
@@ -38,6 +41,7 @@ from addray.core.tokens import Vocab, answer_text, make_example
 THRESHOLD = 0.99
 DEFAULT_UNIFORM = 10_000
 DEFAULT_SEED = 0
+DEFAULT_BOUNDARY = 2_000
 
 
 @dataclass
@@ -72,6 +76,7 @@ class Verdict:
     strata: list[Row]
     in_training: int  # tested pairs that are also training pairs
     unseen: Row  # exact match on the tested pairs not in the training set
+    boundary: list[Row] = field(default_factory=list)  # low tokens summing to B-1, to B
     learned: bool = False
     reasons: list[str] = field(default_factory=list)
 
@@ -89,6 +94,7 @@ class Verdict:
                                for a, b, got, ok in self.edge],
                 "uniform": row(self.uniform), "one_token": row(self.one_token),
                 "strata": [row(r) for r in self.strata],
+                "carry_boundary": [row(r) for r in self.boundary],
                 "in_training": self.in_training, "unseen": row(self.unseen)}
 
 
@@ -105,14 +111,18 @@ def training_pairs(d: DataConfig) -> set[tuple[int, int]]:
 
 
 def verify(checkpoint: str | Path, n_uniform: int = DEFAULT_UNIFORM,
-           seed: int = DEFAULT_SEED, device: str = "cpu") -> Verdict:
+           seed: int = DEFAULT_SEED, device: str = "cpu",
+           n_boundary: int = DEFAULT_BOUNDARY) -> Verdict:
     model, cfg = load_model(checkpoint, device)
     m, base = cfg.data.operand_max, cfg.data.base
     vocab = Vocab(base)
     edge = strata.edge_cases(m, base)
     uniform = uniform_pairs(n_uniform, m, seed)
     one_token = [(a, b) for a in range(min(base, m + 1)) for b in range(min(base, m + 1))]
-    tested = list(dict.fromkeys(edge + uniform + one_token))  # each pair decoded once
+    boundary = {s: strata.carry_boundary_pairs(s, m, base, n_boundary, seed)
+                for s in (base - 1, base)}
+    tested = list(dict.fromkeys(edge + uniform + one_token
+                                + boundary[base - 1] + boundary[base]))  # each decoded once
     examples = [make_example(a, b, base) for a, b in tested]
     max_new = len(make_example(m, m, base)["target"])
     with torch.no_grad():
@@ -135,7 +145,9 @@ def verify(checkpoint: str | Path, n_uniform: int = DEFAULT_UNIFORM,
                 uniform=row(f"uniform ({len(uniform):,} pairs, seed {seed})", uniform),
                 one_token=row("every one-token pair", one_token),
                 strata=[Row(s.name, r, n) for s, (r, n) in per.items()],
-                in_training=len(tested) - len(unseen), unseen=row("not in training", unseen))
+                in_training=len(tested) - len(unseen), unseen=row("not in training", unseen),
+                boundary=[row(f"low tokens sum to {s}" + (" (carry)" if s >= base else ""),
+                              pairs) for s, pairs in boundary.items() if pairs])
     wrong_edges = [f"{a}+{b}" for a, b, _, ok in v.edge if not ok]
     if wrong_edges:
         more = f" and {len(wrong_edges) - 8} more" if len(wrong_edges) > 8 else ""
@@ -143,6 +155,8 @@ def verify(checkpoint: str | Path, n_uniform: int = DEFAULT_UNIFORM,
                          f"{', '.join(wrong_edges[:8])}{more}")
     v.reasons += [f"stratum {r.name}: {r.rate:.2%} < {THRESHOLD:.0%}"
                   for r in v.strata if r.rate < THRESHOLD]
+    v.reasons += [f"carry boundary, {r.name}: {r.rate:.2%} < {THRESHOLD:.0%}"
+                  for r in v.boundary if r.rate < THRESHOLD]
     if v.uniform.rate < THRESHOLD:
         v.reasons.append(f"uniform pairs: {v.uniform.rate:.2%} < {THRESHOLD:.0%}")
     v.learned = not v.reasons
@@ -165,10 +179,14 @@ def render(v: Verdict) -> str:
            f"{'':2}{'pairs':<34} {'right/n':>13} {'exact':>8}   95% interval",
            line(v.uniform), line(v.one_token), "per stratum (uniform and one-token pairs):"]
     out += [line(r) for r in v.strata]
+    if v.boundary:
+        out.append("carry boundary (pairs whose lowest tokens sum to base-1 or base):")
+        out += [line(r) for r in v.boundary]
     out.append(f"{v.in_training:,} of the tested pairs are in the training set; "
                f"on the other {v.unseen.n:,}: {v.unseen.rate:.2%}")
     verdict = "LEARNED" if v.learned else "NOT LEARNED"
     out.append(f"verdict: {verdict}" + (f" ({'; '.join(v.reasons)})" if v.reasons else
-                                        f" (every edge case, every stratum and the uniform "
-                                        f"pairs at >= {THRESHOLD:.0%})"))
+                                        f" (every edge case, every stratum, the carry "
+                                        f"boundary and the uniform pairs at "
+                                        f">= {THRESHOLD:.0%})"))
     return "\n".join(out)

@@ -53,6 +53,9 @@ def test_smallest_config_is_under_2000_parameters():
     with_bias = load_config("configs/smallest_blockbias.yaml")
     assert with_bias.model.bias and not with_bias.model.has_head_bias
     assert count_parameters(Transformer(with_bias.model)) == 2000
+    carry = load_config("configs/smallest_carry.yaml")
+    assert carry.model == with_bias.model and carry.data.carry_share == 0.1
+    assert carry.training.max_steps == 300_000
 
 
 def test_tuned_config_loads():

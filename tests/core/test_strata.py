@@ -55,6 +55,27 @@ def test_learned_needs_every_part():
     assert not strata.learned(0.985, 0.99, 1.0)    # uniform pairs below 99%
 
 
+def test_carry_boundary_pairs_sum_their_low_tokens_to_the_boundary():
+    for low_sum in (99, 100):
+        pairs = strata.carry_boundary_pairs(low_sum, 999, 100, 2000, seed=0)
+        assert len(pairs) == len(set(pairs)) == 2000
+        assert all(a % 100 + b % 100 == low_sum and 0 <= a <= 999 and 0 <= b <= 999
+                   for a, b in pairs)
+        # spread over the tokens above: every high token of a and of b appears
+        assert {a // 100 for a, _ in pairs} == set(range(10)) == {b // 100 for _, b in pairs}
+        assert pairs == strata.carry_boundary_pairs(low_sum, 999, 100, 2000, seed=0)
+        assert pairs != strata.carry_boundary_pairs(low_sum, 999, 100, 2000, seed=1)
+    # all of them when there are fewer than asked: every pair of 0..450 counted directly
+    every = [(a, b) for a in range(451) for b in range(451) if a % 100 + b % 100 == 99]
+    assert sorted(strata.carry_boundary_pairs(99, 450, 100, 100_000, seed=0)) == every
+    # operands of 3 tokens: drawn rather than listed, still distinct and in range
+    big = strata.carry_boundary_pairs(100, 999_999, 100, 500, seed=0)
+    assert len(set(big)) == 500 and all(a % 100 + b % 100 == 100 and max(a, b) <= 999_999
+                                        for a, b in big)
+    # one-token operands too small to reach the boundary: none
+    assert strata.carry_boundary_pairs(99, 40, 100, 10, seed=0) == []
+
+
 def test_tally():
     s1, s2 = Stratum(1, 1, False), Stratum(2, 2, True)
     assert strata.tally([s2, s1, s2], [True, False, False]) == {s1: (0, 1), s2: (1, 2)}

@@ -1,6 +1,6 @@
 import torch
 
-from addray.core import verify
+from addray.core import strata, verify
 from addray.core.checkpoint import load_checkpoint, save_checkpoint
 
 
@@ -14,11 +14,18 @@ def test_verify_tables_and_training_overlap(trained_small):
                                              | {(a, b) for a in range(10) for b in range(10)})
     low, high = v.uniform.interval
     assert low <= v.uniform.rate <= high and high - low < 0.1
+    # the carry boundary in base 10: all 1,000 pairs whose low digits sum to 9 (0+9 .. 9+0,
+    # tens free) and all 900 summing to 10 (1+9 .. 9+1), fewer than the 2,000 asked for
+    assert [(r.name, r.n) for r in v.boundary] == [("low tokens sum to 9", 1000),
+                                                   ("low tokens sum to 10 (carry)", 900)]
+    tested = (set(verify.uniform_pairs(500, 99, 0))
+              | {(a, b) for a in range(10) for b in range(10)}
+              | {(a, b) for a, b, _, _ in v.edge}
+              | {p for s in (9, 10) for p in strata.carry_boundary_pairs(s, 99, 10, 2000, 0)})
     # 8,000 of the 10,000 pairs are training pairs: most tested pairs were seen
-    assert 0 < v.in_training < v.uniform.n + 100 + len(v.edge)
-    assert v.unseen.n + v.in_training == len(set(verify.uniform_pairs(500, 99, 0))
-                                             | {(a, b) for a in range(10) for b in range(10)}
-                                             | {(a, b) for a, b, _, _ in v.edge})
+    assert 0 < v.in_training < len(tested)
+    assert v.unseen.n + v.in_training == len(tested)
+    assert v.to_dict()["carry_boundary"][1]["n"] == 900
     assert v.learned == (not v.reasons)
     assert "verdict:" in verify.render(v)
 
