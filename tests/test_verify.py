@@ -37,7 +37,7 @@ def test_committed_models_have_learned_addition(checkpoint):
 
 def test_a_model_that_misses_the_carry_boundary_is_not_learned():
     # 2,000 parameters, committed: at >= 99% on uniform pairs and in every stratum, every
-    # edge case right, yet about one in seven pairs whose low tokens sum to 99 or 100 wrong
+    # edge case right, yet about one in eight pairs whose low tokens sum to 99 or 100 wrong
     proc = _verify(BOUNDARY_MISS, "--json")
     out = json.loads(proc.stdout)
     assert proc.returncode == 1 and out["verdict"] == "not learned"
