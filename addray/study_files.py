@@ -31,15 +31,15 @@ TRIAL_COLUMNS = [
     "study", "trial_id", "config", "d_model", "n_layers", "n_heads", "d_ff", "params", "seed",
     "lr", "batch_size", "status", "stop_reason", "steps", "max_steps", "examples", "flops",
     "budget", "best_exact_match", "final_exact_match", "final_token_accuracy",
-    "worst_stratum", "edge_cases", "learned", "strata", "wall_seconds", "device", "node",
-    "machine", "gpus", "gpu_ids", "cpus", "retries", "error", "finished_at", "suggestion", "score",
-    "resolved_config",
+    "worst_stratum", "carry_boundary", "edge_cases", "learned", "strata", "wall_seconds",
+    "device", "node", "machine", "gpus", "gpu_ids", "cpus", "retries", "error", "finished_at",
+    "suggestion", "score", "resolved_config",
 ]
 CURVE_COLUMNS = [
     "study", "trial_id", "config", "seed", "lr", "params", "step", "examples", "flops",
     "train_loss", "eval_loss", "exact_match", "token_accuracy", "worst_stratum",
-    "edge_cases", "strata", "lr_now", "examples_per_s", "elapsed_s", "node", "pid",
-    "timestamp",
+    "carry_boundary", "edge_cases", "strata", "lr_now", "examples_per_s", "elapsed_s", "node",
+    "pid", "timestamp",
 ]
 FINAL_STATUSES = ("completed", "early_stopped", "pruned", "time_limit", "diverged")
 CENSORED_STATUSES = ("pruned", "time_limit")

@@ -56,7 +56,8 @@ def overrides(args: argparse.Namespace) -> dict[str, Any]:
 def print_progress(m: dict[str, Any]) -> None:
     print(f"step {m['step']:>6}  loss {m['train_loss']:.4f}  eval_loss {m['eval_loss']:.4f}  "
           f"exact_match {m['exact_match']:7.2%}  worst_stratum {m['worst_stratum']:7.2%}  "
-          f"edge {m['edge_cases']:7.2%}  lr {m['lr']:.2e}  {m['examples_per_s']:>8.0f} ex/s  "
+          f"boundary {m['carry_boundary']:7.2%}  edge {m['edge_cases']:7.2%}  lr {m['lr']:.2e}  "
+          f"{m['examples_per_s']:>8.0f} ex/s  "
           f"{m['elapsed_s']:6.1f}s", flush=True)
 
 
@@ -85,7 +86,8 @@ def main(argv: list[str] | None = None) -> int:
         files.write_text(metrics, json.dumps(result, indent=2))
     print(f"{result['status']} ({result['stop_reason']}) after {result['steps']} steps: "
           f"exact match {result['final_exact_match']:.2%} (best {result['best_exact_match']:.2%}"
-          f"), worst stratum {result['worst_stratum']:.2%}, edge cases "
+          f"), worst stratum {result['worst_stratum']:.2%}, carry boundary "
+          f"{result['carry_boundary']:.2%}, edge cases "
           f"{result['edge_cases']:.2%}, {result['params']:,} parameters, "
           f"{result['wall_seconds']:.0f}s on {result['device']}; wrote {metrics}")
     return 0

@@ -219,7 +219,8 @@ def smallest_learned_on_every_seed(trials: pd.DataFrame,
 def smallest_above(trials: pd.DataFrame, threshold: float,
                    learned_only: bool = False) -> pd.Series | None:
     """The trial with the fewest parameters whose final exact match is >= threshold (and,
-    with ``learned_only``, that was learned: every edge case and stratum too)."""
+    with ``learned_only``, that was learned: every edge case and stratum too, and the
+    carry boundary in studies that record one)."""
     t = terminal_trials(trials)
     t = t[t["final_exact_match"] >= threshold]
     if learned_only and "learned" in t.columns:

@@ -269,13 +269,15 @@ def search_section(doc: Doc, res: Results, out: Path) -> list[str]:
     _save_size_plot(fig, ax, out / "search.png", "held-out exact match (final)")
     doc.p(f"{len(everything)} trials over {len(names)} stage(s) of {len(searches)} "
           f"search(es); triangles were pruned or cut (lower bounds), stars learned "
-          f"(every edge case and stratum of the trial's held-out set too).")
+          f"(every edge case and stratum of the trial's held-out set too, and its carry "
+          f"boundary in studies that record one).")
     doc.image("search.png", "parameters vs exact match, every stage")
-    doc.table(["study", "config", "params", "exact match", "worst stratum", "edge cases",
-               "lr", "status"],
+    doc.table(["study", "config", "params", "exact match", "worst stratum", "carry boundary",
+               "edge cases", "lr", "status"],
               [[r["study"], r["config"], f"{r['params']:,.0f}", pct(r["final_exact_match"]),
-                pct(r.get("worst_stratum")), pct(r.get("edge_cases")), f"{r['lr']:.2g}",
-                r["status"]] for r in front.to_dict("records")])
+                pct(r.get("worst_stratum")), pct(r.get("carry_boundary")),
+                pct(r.get("edge_cases")), f"{r['lr']:.2g}", r["status"]]
+               for r in front.to_dict("records")])
     everywhere = cmp.smallest_learned_on_every_seed(everything)
     lines = [(f"Smallest config learned on every seed of a stage (3 or more seeds, each "
               f"learned on its held-out set): {everywhere['config']} in "
@@ -296,7 +298,8 @@ def _search_line(res: Results, study: str, confirm: str | None) -> str:
     strict = info.get("metric") == "worst_stratum"
     t = cmp.terminal_trials(res.trials[res.trials["study"] == study])
     best = cmp.smallest_above(t, threshold, learned_only=strict)
-    what = "learned (every edge case and stratum too)" if strict else f">= {threshold:.0%}"
+    what = ("learned (every edge case and stratum too, and the carry boundary where recorded)"
+            if strict else f">= {threshold:.0%}")
     if best is None:
         return f"{study}: no trial {what}."
     seeds = [best]

@@ -16,11 +16,11 @@ from addray.errors import DataError
 
 NUMERIC = ["d_model", "n_layers", "n_heads", "d_ff", "params", "seed", "lr", "batch_size",
            "steps", "max_steps", "examples", "flops", "best_exact_match", "final_exact_match",
-           "final_token_accuracy", "worst_stratum", "edge_cases", "wall_seconds", "gpus",
-           "cpus", "retries", "score"]
+           "final_token_accuracy", "worst_stratum", "carry_boundary", "edge_cases",
+           "wall_seconds", "gpus", "cpus", "retries", "score"]
 CURVE_NUMERIC = ["seed", "lr", "step", "examples", "flops", "train_loss", "eval_loss",
-                 "exact_match", "token_accuracy", "worst_stratum", "edge_cases", "elapsed_s",
-                 "params"]
+                 "exact_match", "token_accuracy", "worst_stratum", "carry_boundary",
+                 "edge_cases", "elapsed_s", "params"]
 
 
 @dataclass
@@ -101,6 +101,7 @@ def _running_trials(curves: list[dict], known: set[str], study: str) -> list[dic
              "seed": c.get("seed", ""), "lr": c.get("lr", ""), "params": c.get("params", ""),
              "status": "running", "steps": c["step"], "final_exact_match": c["exact_match"],
              "best_exact_match": c["exact_match"], "worst_stratum": c.get("worst_stratum", ""),
+             "carry_boundary": c.get("carry_boundary", ""),
              "edge_cases": c.get("edge_cases", ""), "node": c.get("node", "")}
             for t, c in last.items()]
 

@@ -2,8 +2,11 @@
 
 exact match comes from greedy decoding of the whole answer and its end marker, never
 from teacher forcing; it is measured on the uniform held-out pairs (``exact_match``),
-in every stratum (``strata``, ``worst_stratum``) and on the edge-case suite
-(``edge_cases``), all through the one decoder that prediction and verification use.
+in every stratum (``strata``, ``worst_stratum``), on the held-out pairs at the carry
+boundary (``carry_boundary``: the lower of the rates for pairs whose lowest tokens sum to
+B-1 and to B, as ``addray.verify`` tests them; 1.0 when the held-out set has none) and
+on the edge-case suite (``edge_cases``), all through the one decoder that prediction and
+verification use.
 """
 
 from __future__ import annotations
@@ -23,13 +26,18 @@ from addray.core.tokens import Vocab, make_example
 
 class HeldOut:
     """The held-out examples (the uniform sample first, then the strata's extra pairs),
-    their strata, and the edge-case suite for operands 0..operand_max."""
+    their strata, which of them sit at the carry boundary, and the edge-case suite for
+    operands 0..operand_max."""
 
     def __init__(self, test: list[dict], n_uniform: int, operand_max: int, base: int):
         self.vocab = Vocab(base)
         self.n_uniform = n_uniform
         self.uniform = TokenizedSet(test[:n_uniform], self.vocab)
-        self.strata = [strata.stratum_of(*operands(ex, base), base) for ex in test]
+        pairs = [operands(ex, base) for ex in test]
+        self.strata = [strata.stratum_of(a, b, base) for a, b in pairs]
+        low_sums = [a % base + b % base for a, b in pairs]
+        self.boundary = {s: [i for i, x in enumerate(low_sums) if x == s]
+                         for s in (base - 1, base)}
         edge = [make_example(a, b, base) for a, b in strata.edge_cases(operand_max, base)]
         self.n_edge = len(edge)
         self.prompts = [ex["input"] for ex in test + edge]
@@ -61,8 +69,11 @@ def evaluate(model: torch.nn.Module, held: HeldOut, batch_size: int,
     right = [g == t for g, t in zip(generated, held.targets, strict=True)]
     n_test = len(right) - held.n_edge
     per = strata.tally(held.strata, right[:n_test])
+    at_boundary = [sum(right[i] for i in idx) / len(idx)
+                   for idx in held.boundary.values() if idx]
     return {"eval_loss": loss_sum / count, "token_accuracy": correct / count,
             "exact_match": sum(right[: held.n_uniform]) / held.n_uniform,
             "worst_stratum": min(r / n for r, n in per.values()),
+            "carry_boundary": min(at_boundary, default=1.0),
             "edge_cases": sum(right[n_test:]) / held.n_edge,
             "strata": {s.name: [r, n] for s, (r, n) in per.items()}}

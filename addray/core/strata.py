@@ -145,7 +145,8 @@ def tally(strata: list[Stratum], right: list[bool]) -> dict[Stratum, tuple[int, 
 
 
 def learned(exact_match: float, worst_stratum: float, edge_cases: float,
-            threshold: float = 0.99) -> bool:
+            carry_boundary: float, threshold: float = 0.99) -> bool:
     """The verdict "has learned addition": every edge case right, and exact match at or
-    above ``threshold`` on uniform pairs and in every stratum."""
-    return edge_cases >= 1.0 and worst_stratum >= threshold and exact_match >= threshold
+    above ``threshold`` on uniform pairs, in every stratum and at the carry boundary."""
+    return (edge_cases >= 1.0 and worst_stratum >= threshold and exact_match >= threshold
+            and carry_boundary >= threshold)

@@ -204,7 +204,7 @@ def train(config: ExperimentConfig, *, report: Report | None = None,
         if not math.isfinite(train_loss):
             status, reason = "diverged", "non-finite training loss"
             metrics.update(eval_loss=math.nan, token_accuracy=0.0, exact_match=0.0,
-                           worst_stratum=0.0, edge_cases=0.0, strata={})
+                           worst_stratum=0.0, carry_boundary=0.0, edge_cases=0.0, strata={})
         else:
             metrics.update(evaluate(model, held, t.eval_batch_size, device, t.precision))
             status, reason = _early_stop(state, metrics, t, counts=regular)
@@ -214,7 +214,7 @@ def train(config: ExperimentConfig, *, report: Report | None = None,
                 status, reason = "time_limit", f"time budget of {t.time_budget_s:g} s"
         metrics.update(params=params, best_exact_match=state["best_exact_match"],
                        learned=learned(metrics["exact_match"], metrics["worst_stratum"],
-                                       metrics["edge_cases"]),
+                                       metrics["edge_cases"], metrics["carry_boundary"]),
                        elapsed_s=time.time() - t_start, status=status, stop_reason=reason,
                        device=str(device))
         state["history"].append(metrics)
@@ -238,6 +238,7 @@ def train(config: ExperimentConfig, *, report: Report | None = None,
         "best_exact_match": state["best_exact_match"], "best_step": state["best_step"],
         "final_token_accuracy": last.get("token_accuracy", 0.0),
         "worst_stratum": last.get("worst_stratum", 0.0),
+        "carry_boundary": last.get("carry_boundary", 0.0),
         "edge_cases": last.get("edge_cases", 0.0), "learned": last.get("learned", False),
         "strata": last.get("strata", {}), "params": params,
         "wall_seconds": time.time() - t_start, "train_seconds": state["train_seconds"],

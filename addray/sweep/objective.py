@@ -19,12 +19,14 @@ def pruning_score(metrics: dict[str, Any], metric: str) -> float:
 
 
 def above_threshold(metrics: dict[str, Any], threshold: float, metric: str) -> bool:
-    """With --metric worst_stratum a model counts only if it would pass verification:
-    every edge case right, exact match >= threshold on uniform pairs and in every
-    stratum. With exact_match, the uniform exact match alone decides."""
+    """With --metric worst_stratum a model counts only if it would pass verification on
+    its held-out set: every edge case right, exact match >= threshold on uniform pairs,
+    in every stratum and at the carry boundary. With exact_match, the uniform exact
+    match alone decides. A result from before the carry boundary was measured (a trial
+    restored from an older checkpoint) does not count: its boundary is unknown."""
     if metric == "worst_stratum":
         return learned(metrics["exact_match"], metrics["worst_stratum"],
-                       metrics["edge_cases"], threshold)
+                       metrics["edge_cases"], metrics.get("carry_boundary", 0.0), threshold)
     return metrics["exact_match"] >= threshold
 
 

@@ -75,6 +75,7 @@ class OptunaLog(tune.Callback):
                  "status": last.get("status", ""), "params": last.get("params"),
                  "exact_match": last.get("exact_match"),
                  "worst_stratum": last.get("worst_stratum"),
+                 "carry_boundary": last.get("carry_boundary"),
                  "edge_cases": last.get("edge_cases"), "step": last.get("step")}
         study.add_trial(optuna.trial.create_trial(
             params=spec["sample"], distributions=self.distributions, state=state,

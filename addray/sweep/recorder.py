@@ -87,6 +87,7 @@ class StudyRecorder(tune.Callback):
             "final_exact_match": last.get("exact_match", ""),
             "final_token_accuracy": last.get("token_accuracy", ""),
             "worst_stratum": last.get("worst_stratum", ""),
+            "carry_boundary": last.get("carry_boundary", ""),
             "edge_cases": last.get("edge_cases", ""), "learned": last.get("learned", ""),
             "strata": _json(last.get("strata")),
             "wall_seconds": round(last.get("time_total_s", 0.0), 2),

@@ -182,6 +182,8 @@ def verify_models(study_dir: Path, models: list[Path]) -> None:
         verdicts[path.name] = {"learned": v.learned, "reasons": v.reasons,
                                "uniform": v.uniform.rate,
                                "worst_stratum": min(r.rate for r in v.strata),
+                               "carry_boundary": min((r.rate for r in v.boundary),
+                                                     default=1.0),
                                "edge_cases": sum(ok for *_, ok in v.edge) / len(v.edge)}
         print(f"addray: verify {path}: {'learned' if v.learned else 'NOT learned'}"
               + (f" ({'; '.join(v.reasons)})" if v.reasons else ""))

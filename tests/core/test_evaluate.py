@@ -2,7 +2,7 @@ import torch
 
 from addray.core import decode, evaluate, strata, verify
 from addray.core.config import DataConfig, ModelConfig
-from addray.core.data import make_dataset
+from addray.core.data import make_dataset, operands
 from addray.core.evaluate import HeldOut
 from addray.core.model import Transformer
 
@@ -42,6 +42,27 @@ def test_evaluate_reports_uniform_strata_and_edge_cases():
     wrong = Oracle(10, wrong={(0, 0)})
     m = evaluate.evaluate(wrong, held, 256, torch.device("cpu"))
     assert m["edge_cases"] == 1 - 1 / len(strata.edge_cases(99, 10))
+
+
+def test_evaluate_reports_the_carry_boundary_on_held_out_pairs():
+    d = DataConfig(base=10, operand_max=99, n_train=2000, n_test=300, seed=3,
+                   min_per_stratum=30)
+    ds = make_dataset(d)
+    held = HeldOut(ds.test, ds.n_uniform, 99, 10)
+    pairs = [operands(ex, 10) for ex in ds.test]
+    at = {s: [p for p in pairs if p[0] % 10 + p[1] % 10 == s] for s in (9, 10)}
+    assert all(at.values())
+    # every held-out pair whose low digits sum to 9 or 10 is in its group, and no other
+    assert {s: [pairs[i] for i in idx] for s, idx in held.boundary.items()} == at
+    assert evaluate.evaluate(Oracle(10), held, 256, torch.device("cpu"))["carry_boundary"] == 1
+    # two wrong answers at sum 10: the boundary is their rate, the strata barely move
+    wrong = Oracle(10, wrong=set(at[10][:2]))
+    m = evaluate.evaluate(wrong, held, 256, torch.device("cpu"))
+    assert m["carry_boundary"] == 1 - 2 / len(at[10])
+    # wrong answers elsewhere leave the boundary alone
+    elsewhere = [p for p in pairs if p[0] % 10 + p[1] % 10 not in (9, 10)][:5]
+    m = evaluate.evaluate(Oracle(10, wrong=set(elsewhere)), held, 256, torch.device("cpu"))
+    assert m["carry_boundary"] == 1.0 and m["exact_match"] < 1.0
 
 
 def test_the_edge_case_suite_goes_through_the_one_greedy_decoder(monkeypatch):

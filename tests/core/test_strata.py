@@ -49,10 +49,11 @@ def test_edge_cases_stay_in_range():
 
 
 def test_learned_needs_every_part():
-    assert strata.learned(0.995, 0.99, 1.0)
-    assert not strata.learned(0.995, 0.99, 0.95)   # one edge case wrong
-    assert not strata.learned(0.995, 0.98, 1.0)    # a weak stratum
-    assert not strata.learned(0.985, 0.99, 1.0)    # uniform pairs below 99%
+    assert strata.learned(0.995, 0.99, 1.0, 0.99)
+    assert not strata.learned(0.995, 0.99, 0.95, 1.0)   # one edge case wrong
+    assert not strata.learned(0.995, 0.98, 1.0, 1.0)    # a weak stratum
+    assert not strata.learned(0.985, 0.99, 1.0, 1.0)    # uniform pairs below 99%
+    assert not strata.learned(0.995, 0.99, 1.0, 0.98)   # wrong at the carry boundary
 
 
 def test_carry_boundary_pairs_sum_their_low_tokens_to_the_boundary():

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from addray.core import trainer
+from addray.core import strata, trainer
 from addray.core.batches import TokenizedSet
 from addray.core.checkpoint import load_checkpoint
 from addray.core.config import SchedulerConfig, TrainingConfig
@@ -50,7 +50,8 @@ def test_report_gets_every_evaluation(trained_small):
     steps = trained_small["config"].training.max_steps
     assert [m["step"] for m in history] == list(range(1000, steps + 1, 1000))
     for key in ("step", "examples", "flops", "train_loss", "eval_loss", "exact_match",
-                "token_accuracy", "worst_stratum", "edge_cases", "lr", "examples_per_s"):
+                "token_accuracy", "worst_stratum", "carry_boundary", "edge_cases", "lr",
+                "examples_per_s"):
         assert all(math.isfinite(m[key]) for m in history), key
     last = history[-1]
     assert last["examples"] == steps * 128
@@ -59,6 +60,9 @@ def test_report_gets_every_evaluation(trained_small):
     assert len(last["strata"]) == 8
     assert last["worst_stratum"] == min(r / n for r, n in last["strata"].values())
     assert 0 <= last["edge_cases"] <= 1 and isinstance(last["learned"], bool)
+    assert 0 <= last["carry_boundary"] <= 1
+    assert last["learned"] == strata.learned(last["exact_match"], last["worst_stratum"],
+                                             last["edge_cases"], last["carry_boundary"])
 
 
 def test_checkpoint_holds_everything_to_resume(trained_small):

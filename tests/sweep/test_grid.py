@@ -37,6 +37,7 @@ def test_smoke_study_end_to_end(smoke_results, script, n):
         assert int(r["params"]) > 0 and r["device"] == "cpu" and r["node"]
         assert r["machine"].startswith(f"{cpu_model()} (") and r["machine"].endswith("CPUs")
         assert r["worst_stratum"] != "" and r["edge_cases"] != "" and r["strata"].startswith("{")
+        assert r["carry_boundary"] != ""
         assert int(r["examples"]) == int(r["steps"]) * int(r["batch_size"])
     info = sf.read_study(study)
     assert info["state"] == "finished" and info["errored"] == 0

@@ -5,9 +5,10 @@ import itertools
 from addray.sweep.objective import above_threshold, pruning_score, search_score
 
 
-def _m(em, params=1000, tok=0.0, worst=None, edge=1.0):
+def _m(em, params=1000, tok=0.0, worst=None, edge=1.0, boundary=1.0):
     return {"exact_match": em, "params": params, "token_accuracy": tok,
-            "worst_stratum": em if worst is None else worst, "edge_cases": edge}
+            "worst_stratum": em if worst is None else worst, "edge_cases": edge,
+            "carry_boundary": boundary}
 
 
 def test_above_threshold_always_beats_below():
@@ -43,6 +44,10 @@ def test_the_strict_goal_counts_only_models_that_would_pass_verify():
     assert above_threshold(_m(0.995, worst=0.99), 0.99, "worst_stratum")
     assert not above_threshold(_m(0.995, worst=0.7), 0.99, "worst_stratum")
     assert not above_threshold(_m(0.995, edge=0.95), 0.99, "worst_stratum")
+    # ... or one pair in eight wrong where the low tokens sum to 99 or 100
+    assert not above_threshold(_m(0.995, boundary=0.875), 0.99, "worst_stratum")
+    unmeasured = {k: v for k, v in _m(0.995).items() if k != "carry_boundary"}
+    assert not above_threshold(unmeasured, 0.99, "worst_stratum")
     assert above_threshold(_m(0.995, worst=0.7), 0.99, "exact_match")
     weak = search_score(_m(0.995, params=100, worst=0.7), 0.99, "worst_stratum")
     assert weak < 1 < search_score(_m(0.995, params=10**6), 0.99, "worst_stratum")
