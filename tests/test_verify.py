@@ -14,8 +14,11 @@ ROOT = Path(__file__).resolve().parent.parent
 # phase 3's best.pt (seed 0) passed until verify tested the carry boundary; seed 1 passes;
 # the last: configs/smallest_carry.yaml's seed 2 (2,000 parameters)
 COMMITTED = ["results/reference/tuned_phase1_lower/checkpoint.pt",
-             "results/reference/phase3/seed1.pt",
-             "results/reference/phase3/verification/smallest-blockbias-300k-carry/seed2.pt"]
+             # configs/smallest.yaml (2,000 parameters), seeds 0 and 2
+             "results/reference/phase3/best.pt",
+             "results/reference/phase3/seed2.pt",
+             # configs/smallest_nobias.yaml (1,888 parameters), seed 1
+             "results/reference/phase3/earlier/1888/seed1.pt"]
 
 BOUNDARY_MISS = "results/reference/phase3/verification/smallest-blockbias/seed2.pt"
 

@@ -64,6 +64,19 @@ class EarlyStoppingConfig:
 
 
 @dataclass
+class FineTuneConfig:
+    """The last ``steps`` of training.max_steps as a fine-tune of the weights reached so
+    far: Adam's moments start afresh, the learning rate warms up again (over
+    training.warmup_steps) to ``learning_rate`` and falls by cosine to scheduler.eta_min,
+    and the training pairs are drawn with data.carry_share replaced by ``carry_share``
+    (null: unchanged). The steps before it follow the same schedule as a run of
+    max_steps - steps steps without it."""
+    steps: int = 30_000
+    learning_rate: float = 1e-3
+    carry_share: float | None = None
+
+
+@dataclass
 class TrainingConfig:
     batch_size: int = 256
     learning_rate: float = 1e-4
@@ -79,6 +92,7 @@ class TrainingConfig:
     time_budget_s: float | None = None  # stop (status time_limit) after this many seconds
     compile: str = "auto"  # auto | on | off: torch.compile the training step (auto: on CUDA)
     precision: str = "auto"  # auto | float32 | bfloat16: matmul precision (auto: bf16 on CUDA)
+    fine_tune: FineTuneConfig | None = None  # a last stage (FineTuneConfig); null: none
 
 
 @dataclass
@@ -288,6 +302,21 @@ def validate(cfg: ExperimentConfig, source: str = "<config>") -> ExperimentConfi
         check(es.patience >= 1, "training.early_stopping.patience", es.patience, "must be >= 1")
         check(0 <= es.min_delta <= 1, "training.early_stopping.min_delta", es.min_delta,
               "must be >= 0 and <= 1")
+
+    if t.fine_tune is not None:
+        ft = t.fine_tune
+        check(1 <= ft.steps < t.max_steps, "training.fine_tune.steps", ft.steps,
+              f"must be >= 1 and < training.max_steps ({t.max_steps}), of which it is the "
+              "last part (training.fine_tune=null drops the stage)")
+        check(0 < ft.learning_rate <= 1.0, "training.fine_tune.learning_rate",
+              ft.learning_rate, "must be > 0 and <= 1")
+        check(s.eta_min <= ft.learning_rate, "training.fine_tune.learning_rate",
+              ft.learning_rate, f"must be >= scheduler.eta_min ({s.eta_min})")
+        if ft.carry_share is not None:
+            check(0.0 <= ft.carry_share <= 1.0, "training.fine_tune.carry_share",
+                  ft.carry_share, "must be null, or >= 0 and <= 1")
+            check(d.train_file is None, "training.fine_tune.carry_share", ft.carry_share,
+                  "applies to generated pairs only; must be null with data.train_file")
 
     check(o.type == "adamw", "optimizer.type", o.type, "only adamw is supported")
     for i, beta in enumerate(o.betas):

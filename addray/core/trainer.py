@@ -15,6 +15,7 @@ runs the same weights eagerly.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -39,13 +40,29 @@ Report = Callable[[dict[str, Any]], Any]
 
 
 def lr_at(step: int, t: TrainingConfig, s: SchedulerConfig) -> float:
-    """Learning rate for optimizer step ``step`` (0-based)."""
-    # 1) linear warmup from lr/warmup to lr over warmup_steps
-    if step < t.warmup_steps:
-        return t.learning_rate * (step + 1) / t.warmup_steps
-    # 2) cosine decay from lr to eta_min over the remaining steps, then flat
-    progress = min(1.0, (step - t.warmup_steps) / max(1, t.max_steps - t.warmup_steps))
-    return s.eta_min + 0.5 * (t.learning_rate - s.eta_min) * (1 + math.cos(math.pi * progress))
+    """Learning rate for optimizer step ``step`` (0-based). With training.fine_tune, its
+    last ``steps`` steps start the schedule again at its own peak."""
+    ft = t.fine_tune
+    if ft is None:
+        return _warmup_cosine(step, t.learning_rate, t.warmup_steps, t.max_steps, s.eta_min)
+    start = fine_tune_start(t)
+    if step < start:
+        return _warmup_cosine(step, t.learning_rate, t.warmup_steps, start, s.eta_min)
+    return _warmup_cosine(step - start, ft.learning_rate, t.warmup_steps, ft.steps, s.eta_min)
+
+
+def _warmup_cosine(step: int, peak: float, warmup: int, steps: int, floor: float) -> float:
+    # 1) linear warmup from peak/warmup to peak over warmup steps
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    # 2) cosine decay from peak to floor over the remaining steps, then flat
+    progress = min(1.0, (step - warmup) / max(1, steps - warmup))
+    return floor + 0.5 * (peak - floor) * (1 + math.cos(math.pi * progress))
+
+
+def fine_tune_start(t: TrainingConfig) -> int | None:
+    """The step (0-based) at which training.fine_tune begins; None without one."""
+    return None if t.fine_tune is None else t.max_steps - t.fine_tune.steps
 
 
 def batch_indices(step: int, n: int, batch_size: int, seed: int,
@@ -142,6 +159,8 @@ def train(config: ExperimentConfig, *, report: Report | None = None,
         raise ConfigError(f"training.batch_size = {t.batch_size}: must be <= the "
                           f"{len(data.train)} training examples")
     train_set = TokenizedSet(data.train, Vocab(d.base))
+    stages = [train_set, _fine_tune_set(config, train_set)]
+    ft_start = fine_tune_start(t)
     held = HeldOut(data.test, data.n_uniform, d.operand_max, d.base)
 
     model = Transformer(config.model).to(device)
@@ -163,7 +182,7 @@ def train(config: ExperimentConfig, *, report: Report | None = None,
     if compiled:
         step_loss = torch.compile(step_loss, dynamic=False,
                                   mode="reduce-overhead" if device.type == "cuda" else None)
-        pad_to = pad_to or train_set.longest  # one shape for every step
+        pad_to = pad_to or max(st.longest for st in stages)  # one shape for every step
     per_step = {"steps": 1.0, "examples": t.batch_size,
                 "flops": t.batch_size * flops_per_example}[rungs[0]]
     extra_evals = {math.ceil(r / per_step - 1e-9) for r in rungs[1]}
@@ -172,8 +191,12 @@ def train(config: ExperimentConfig, *, report: Report | None = None,
     loss_sum = torch.zeros((), device=device)
     steps_since, t_interval = 0, time.time()
     while state["step"] < t.max_steps and status == "running":
-        idx = batch_indices(state["step"], len(train_set), t.batch_size, t.seed)
-        x, y = (z.to(device, non_blocking=True) for z in train_set.batch(idx, pad_to))
+        tuning = ft_start is not None and state["step"] >= ft_start
+        if tuning and state["step"] == ft_start:
+            optimizer.state.clear()  # the fine-tune's Adam moments start afresh
+        source = stages[tuning]
+        idx = batch_indices(state["step"], len(source), t.batch_size, t.seed)
+        x, y = (z.to(device, non_blocking=True) for z in source.batch(idx, pad_to))
         if compiled and device.type == "cuda":
             torch.compiler.cudagraph_mark_step_begin()
         loss = step_loss(x, y)
@@ -248,6 +271,16 @@ def train(config: ExperimentConfig, *, report: Report | None = None,
     }
 
 
+def _fine_tune_set(config: ExperimentConfig, train_set: TokenizedSet) -> TokenizedSet:
+    """The training pairs of the fine-tuning stage: those of the run unless
+    training.fine_tune.carry_share changes them (the held-out pairs stay the same)."""
+    ft = config.training.fine_tune
+    if ft is None or ft.carry_share is None or ft.carry_share == config.data.carry_share:
+        return train_set
+    tuned = dataclasses.replace(config.data, carry_share=ft.carry_share)
+    return TokenizedSet(load_data(tuned).train, Vocab(tuned.base))
+
+
 def _early_stop(state: dict[str, Any], metrics: dict[str, Any], t: TrainingConfig,
                 counts: bool = True) -> tuple[str, str]:
     """Update best/patience counters; return (status, reason). An evaluation that does
@@ -297,6 +330,12 @@ def _restore(source: str | Path, config: ExperimentConfig, model: Transformer,
     if "cuda" in payload["rng"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all([s.cpu() for s in payload["rng"]["cuda"]])
     state = dict(payload["state"])
+    # the learning rate of the next step as this config's schedule has it (the saved one
+    # follows the saved config's, which a larger budget or a fine-tune stage changes)
+    scheduler.base_lrs = [config.training.learning_rate for _ in optimizer.param_groups]
+    for group, base in zip(optimizer.param_groups, scheduler.base_lrs, strict=True):
+        group["initial_lr"] = base
+        group["lr"] = base * scheduler.lr_lambdas[0](state["step"])
     if state["status"] == "completed" and state["step"] < config.training.max_steps:
         state["status"], state["reason"] = "running", ""  # a larger budget: keep training
     return state

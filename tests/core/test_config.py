@@ -46,7 +46,7 @@ def test_every_shipped_config_loads():
 def test_smallest_config_is_under_2000_parameters():
     from addray.core.model import Transformer, count_parameters
 
-    cfg = load_config("configs/smallest.yaml")
+    cfg = load_config("configs/smallest_nobias.yaml")
     assert cfg.data.boundary_share == 0.25 and cfg.model.tie_embeddings
     assert count_parameters(Transformer(cfg.model)) == 1888
     # the same with biases in its blocks and none in the head: the goal's limit exactly
@@ -56,6 +56,12 @@ def test_smallest_config_is_under_2000_parameters():
     carry = load_config("configs/smallest_carry.yaml")
     assert carry.model == with_bias.model and carry.data.carry_share == 0.1
     assert carry.training.max_steps == 300_000
+    # the smallest: that run, then a fine-tune of 30,000 steps with more pairs at the carry
+    smallest = load_config("configs/smallest.yaml")
+    assert smallest.model == with_bias.model and smallest.data == carry.data
+    ft = smallest.training.fine_tune
+    assert smallest.training.max_steps - ft.steps == carry.training.max_steps
+    assert (ft.learning_rate, ft.carry_share) == (1e-3, 0.3)
 
 
 def test_tuned_config_loads():
@@ -112,6 +118,15 @@ def test_tuned_config_loads():
     ("data", "carry_share", 1.5, "must be >= 0 and <= 1"),
     ("data", "carry_share", -0.1, "must be >= 0 and <= 1"),
     ("training", "threads", 4, "unknown key"),
+    ("training", "fine_tune", {"steps": 10_000}, "must be >= 1 and < training.max_steps"),
+    ("training", "fine_tune", {"steps": 0}, "must be >= 1 and < training.max_steps"),
+    ("training", "fine_tune", {"steps": 10, "learning_rate": 0}, "must be > 0 and <= 1"),
+    ("training", "fine_tune", {"steps": 10, "learning_rate": 1e-6},
+     "must be >= scheduler.eta_min"),
+    ("training", "fine_tune", {"steps": 10, "carry_share": 1.5},
+     "must be null, or >= 0 and <= 1"),
+    ("training", "fine_tune", {"steps": 10, "carry_shar": 0.3}, "unknown key"),
+    ("training", "fine_tune", 3, "must be a mapping"),
 ])
 def test_validation_names_source_key_value_and_rule(section, key, value, message):
     raw = {section: {key: value}}
@@ -146,6 +161,12 @@ def test_carry_share_needs_generated_pairs():
     with pytest.raises(ConfigError, match="data.carry_share = 0.1: applies to generated"):
         from_dict({"data": {"carry_share": 0.1, "train_file": "a.jsonl",
                             "test_file": "b.jsonl"}})
+
+
+def test_fine_tune_carry_share_needs_generated_pairs():
+    with pytest.raises(ConfigError, match="training.fine_tune.carry_share = 0.3: applies to"):
+        from_dict({"training": {"fine_tune": {"steps": 10, "carry_share": 0.3}},
+                   "data": {"train_file": "a.jsonl", "test_file": "b.jsonl"}})
 
 
 def test_boundary_share_needs_generated_pairs():

@@ -6,7 +6,7 @@ import torch
 from addray.core import strata, trainer
 from addray.core.batches import TokenizedSet
 from addray.core.checkpoint import load_checkpoint
-from addray.core.config import SchedulerConfig, TrainingConfig
+from addray.core.config import FineTuneConfig, SchedulerConfig, TrainingConfig
 from addray.core.data import make_dataset
 from addray.core.model import Transformer
 from addray.core.tokens import Vocab
@@ -24,6 +24,63 @@ def test_lr_schedule_phases():
     assert lr_at(600, t, s) == pytest.approx((1e-3 + 1e-5) / 2)
     assert lr_at(1100, t, s) == pytest.approx(1e-5)  # and ends at eta_min
     assert lr_at(5000, t, s) == pytest.approx(1e-5)
+
+
+def test_fine_tune_restarts_the_schedule_for_its_last_steps():
+    s = SchedulerConfig(eta_min=1e-5)
+    plain = TrainingConfig(learning_rate=1e-2, warmup_steps=100, max_steps=1000)
+    tuned = TrainingConfig(learning_rate=1e-2, warmup_steps=100, max_steps=1500,
+                           fine_tune=FineTuneConfig(steps=500, learning_rate=1e-3))
+    assert trainer.fine_tune_start(tuned) == 1000 and trainer.fine_tune_start(plain) is None
+    # before it: the schedule of a run of max_steps - steps steps, step for step
+    assert [lr_at(i, tuned, s) for i in range(1000)] == [lr_at(i, plain, s) for i in range(1000)]
+    assert lr_at(999, tuned, s) == pytest.approx(1e-5, rel=0.01)  # the first stage ends
+    assert lr_at(1000, tuned, s) == pytest.approx(1e-5)  # warms up again: 1e-3 / 100
+    assert lr_at(1049, tuned, s) == pytest.approx(0.5e-3)
+    assert lr_at(1100, tuned, s) == pytest.approx(1e-3)  # to its own peak
+    assert lr_at(1300, tuned, s) == pytest.approx((1e-3 + 1e-5) / 2)
+    assert lr_at(1500, tuned, s) == pytest.approx(1e-5)
+
+
+def test_fine_tune_continues_a_finished_run_as_if_trained_through(tmp_path):
+    steps = {"max_steps": 30, "check_every": 10, "compile": "off"}
+    first = small_config(training=steps, data={"carry_share": 0.0})
+    tuned = small_config(training={**steps, "max_steps": 50,
+                                   "fine_tune": {"steps": 20, "learning_rate": 3e-3,
+                                                 "carry_share": 0.5}},
+                         data={"carry_share": 0.0})
+    through = train(tuned, checkpoint_dir=tmp_path / "through", num_threads=1)
+    train(first, checkpoint_dir=tmp_path / "part", num_threads=1)
+    resumed = train(tuned, checkpoint_dir=tmp_path / "part", resume_from=tmp_path / "part",
+                    num_threads=1)
+    assert [m["step"] for m in resumed["history"]] == [10, 20, 30, 40, 50]
+    losses = [[m["train_loss"] for m in r["history"]] for r in (through, resumed)]
+    assert losses[0] == losses[1]
+    a = load_checkpoint(tmp_path / "through")["model"]
+    b = load_checkpoint(tmp_path / "part")["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    # the stage trains on other pairs (carry_share 0.5) with Adam's moments reset: without
+    # those the same schedule ends elsewhere
+    same_data = small_config(training={**steps, "max_steps": 50,
+                                       "fine_tune": {"steps": 20, "learning_rate": 3e-3}},
+                             data={"carry_share": 0.0})
+    other = train(same_data, num_threads=1)["history"]
+    assert [m["train_loss"] for m in other][:3] == losses[0][:3]
+    assert [m["train_loss"] for m in other][3:] != losses[0][3:]
+
+
+def test_fine_tune_carry_share_changes_only_the_training_pairs():
+    cfg = small_config(training={"max_steps": 20, "fine_tune": {"steps": 5,
+                                                                "carry_share": 0.5}})
+    base = TokenizedSet(make_dataset(cfg.data).train, Vocab(cfg.data.base))
+    tuned = trainer._fine_tune_set(cfg, base)
+    assert len(tuned) == len(base) and tuned is not base
+    changed = sum(not torch.equal(tuned.batch(torch.tensor([i]))[0],
+                                  base.batch(torch.tensor([i]))[0]) for i in range(len(base)))
+    # about half the pairs (those carry_edge may change within operands 0..99)
+    assert 0.2 * len(base) < changed < 0.6 * len(base)
+    unchanged = small_config(training={"max_steps": 20, "fine_tune": {"steps": 5}})
+    assert trainer._fine_tune_set(unchanged, base) is base
 
 
 def test_batch_order_is_a_function_of_step():
