@@ -69,6 +69,14 @@ def test_fine_tune_continues_a_finished_run_as_if_trained_through(tmp_path):
     assert [m["train_loss"] for m in other][3:] != losses[0][3:]
 
 
+def test_fine_tune_starts_adam_afresh(tmp_path):
+    cfg = small_config(training={"max_steps": 30, "check_every": 10, "compile": "off",
+                                 "fine_tune": {"steps": 10}})
+    train(cfg, checkpoint_dir=tmp_path, num_threads=1)
+    steps = {float(v["step"]) for v in load_checkpoint(tmp_path)["optimizer"]["state"].values()}
+    assert steps == {10.0}  # the moments count the stage's 10 steps, not the run's 30
+
+
 def test_fine_tune_carry_share_changes_only_the_training_pairs():
     cfg = small_config(training={"max_steps": 20, "fine_tune": {"steps": 5,
                                                                 "carry_share": 0.5}})
