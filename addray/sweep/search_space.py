@@ -12,6 +12,11 @@ the objective's threshold and the bounds of each searched setting::
       tie_embeddings: {choices: [true, false]}
       learning_rate: {low: 1.0e-3, high: 3.0e-2, log: true}
 
+Searchable: the model's shape and options (d_model, n_layers, n_heads, d_ff or d_ff_mult,
+tie_embeddings, bias, head_bias, norm, dropout), learning_rate, batch_size, warmup_steps,
+weight_decay, and the training pairs' mix (carry_share, boundary_share); any other key,
+such as training.fine_tune, can be set for every trial under ``fixed``.
+
 Every combination of the searched model settings is validated against the config
 rules when the file is loaded, so a bad bound fails before any trial starts.
 """
@@ -26,6 +31,7 @@ from typing import Any
 
 from addray import yamlfile
 from addray.core.config import (
+    DataConfig,
     ExperimentConfig,
     ModelConfig,
     OptimizerConfig,
@@ -43,15 +49,17 @@ _SETTINGS = {
     "model": ["d_model", "n_layers", "n_heads", "d_ff", "tie_embeddings", "bias", "norm",
               "dropout"],
     "training": ["learning_rate", "batch_size", "warmup_steps"], "optimizer": ["weight_decay"],
+    "data": ["carry_share", "boundary_share"],
 }
 KEYS: dict[str, tuple[str, type]] = {
     name: (f"{section}.{name}", typing.get_type_hints(cls)[name])
     for section, cls in (("model", ModelConfig), ("training", TrainingConfig),
-                         ("optimizer", OptimizerConfig))
+                         ("optimizer", OptimizerConfig), ("data", DataConfig))
     for name in _SETTINGS[section]}
 KEYS["d_ff_mult"] = ("model.d_ff", int)
+KEYS["head_bias"] = ("model.head_bias", bool)  # searched as true/false, never null
 MODEL_KEYS = ("d_model", "n_layers", "n_heads", "d_ff", "d_ff_mult", "tie_embeddings", "bias",
-              "norm")
+              "head_bias", "norm")
 MAX_SHAPES = 100_000  # model shapes a space may reach (each is validated at load)
 
 

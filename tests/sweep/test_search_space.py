@@ -94,6 +94,10 @@ def _write(tmp_path: Path, text: str) -> Path:
      "space.batch_size.choices = []: must be a non-empty list"),
     ("base: base.yaml\nspace: {norm: {choices: [groupnorm]}}\n", "must be one of layernorm"),
     ("base: base.yaml\nspace: {bias: {low: 0, high: 1}}\n", "must be given as choices"),
+    ("base: base.yaml\nspace: {head_bias: {choices: [null]}}\n",
+     "space.head_bias.choices = None: must be true or false"),
+    ("base: base.yaml\nspace: {carry_share: {low: 0.0, high: 1.5}}\n",
+     "data.carry_share = 1.5: must be >= 0 and <= 1"),
     ("base: base.yaml\nspace: {d_ff: {low: 1, high: 4}, d_ff_mult: {choices: [1]}}\n",
      "search d_ff or d_ff_mult, not both"),
     ("base: base.yaml\nspace: {n_layers: {low: 1, high: 2}, n_layers: {low: 1, high: 3}}\n",
@@ -110,6 +114,22 @@ def test_bad_space_fails_loudly(tmp_path, text, expected):
     message = str(err.value)
     assert str(path) in message and expected in message, message
     assert "\n" not in message
+
+
+def test_head_bias_and_the_data_mix_are_searchable(tmp_path):
+    # the levers of configs/smallest.yaml: no bias in the tied head, pairs at the carry
+    # decision and at the operand boundaries
+    path = _write(tmp_path, "base: base.yaml\nspace:\n  bias: {choices: [true]}\n"
+                            "  head_bias: {choices: [false, true]}\n"
+                            "  carry_share: {low: 0.0, high: 0.3}\n"
+                            "  boundary_share: {choices: [0.0, 0.25]}\n")
+    space = load_space(path)
+    cfg = space.config_for({"bias": True, "head_bias": False, "carry_share": 0.1,
+                            "boundary_share": 0.25})
+    assert (cfg.model.bias, cfg.model.head_bias, cfg.model.has_head_bias) == (True, False, False)
+    assert (cfg.data.carry_share, cfg.data.boundary_share) == (0.1, 0.25)
+    assert cfg.name.endswith("-noheadbias")
+    assert len(space.model_corners()) == 2  # head_bias is a model setting: both checked
 
 
 def test_d_ff_mult_follows_a_fixed_d_model(tmp_path):
