@@ -13,7 +13,7 @@ import yaml
 from addray import cli, files
 from addray.core.checkpoint import FILENAME
 from addray.core.config import load_config
-from addray.core.device import available_cpus
+from addray.core.device import available_cpus, machine
 from addray.core.trainer import train
 from addray.errors import StudyError
 
@@ -83,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         result = train(cfg, report=print_progress, checkpoint_dir=out,
                        resume_from=checkpoint if args.resume else None,
                        num_threads=args.threads)
+        result["machine"] = machine()
         files.write_text(metrics, json.dumps(result, indent=2))
     print(f"{result['status']} ({result['stop_reason']}) after {result['steps']} steps: "
           f"exact match {result['final_exact_match']:.2%} (best {result['best_exact_match']:.2%}"

@@ -1,0 +1,149 @@
+"""``python -m addray.collect RUN... --study NAME``: runs of ``python -m addray.train``
+gathered into a study folder, so that ``python -m addray.report`` shows them beside the
+studies the sweeps ran (a search's stage when the folder sits inside the search's).
+
+Each RUN is a folder a finished ``addray.train --out RUN`` wrote (its ``metrics.json``);
+it becomes one row of trials.csv (trial id: the folder's name) and its evaluations rows
+of curves.csv. No torch and no Ray here: only the JSON the trainer wrote is read.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from addray import cli, files
+from addray import study_files as sf
+from addray.errors import DataError, StudyError
+
+METRICS = "metrics.json"
+
+
+def parse_args(argv: list[str] | None = None):
+    p = cli.Parser(
+        prog="python -m addray.collect",
+        description="Gather finished runs of python -m addray.train into one study folder "
+                    "(study.json, trials.csv, curves.csv) that python -m addray.report "
+                    "reads like a sweep's. A study already there is never replaced.")
+    p.add_argument("runs", nargs="+", metavar="RUN",
+                   help="a folder written by python -m addray.train --out RUN")
+    p.add_argument("--study", required=True, help="name of the study folder to write")
+    p.add_argument("--results", default="results",
+                   help="folder that holds the study (default: results)")
+    return p.parse_args(argv)
+
+
+def read_run(folder: str | Path) -> dict[str, Any]:
+    """A run's metrics.json, checked for what a trial row needs."""
+    path = Path(folder) / METRICS
+    if not path.is_file():
+        raise DataError(f"{path}: no such file (a RUN is a folder that a finished "
+                        f"python -m addray.train --out RUN wrote)")
+    try:
+        run = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DataError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(run, dict):
+        raise DataError(f"{path}: expected a JSON object")
+    for key, kind in (("name", str), ("status", str), ("config", dict), ("history", list)):
+        if not isinstance(run.get(key), kind):
+            raise DataError(f"{path}: {key} = {_show(run.get(key))}: must be a "
+                            f"{kind.__name__} (is this addray.train's metrics.json?)")
+    for section in ("model", "training"):
+        if not isinstance(run["config"].get(section), dict):
+            raise DataError(f"{path}: config.{section} is missing")
+    return run
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True) if value not in (None, "") else ""
+
+
+def trial_row(study: str, trial_id: str, run: dict[str, Any], finished_at: str) -> dict:
+    cfg = run["config"]
+    model, training = cfg["model"], cfg["training"]
+    last = run["history"][-1] if run["history"] else {}
+    return {
+        "study": study, "trial_id": trial_id, "config": run["name"],
+        "d_model": model.get("d_model", ""), "n_layers": model.get("n_layers", ""),
+        "n_heads": model.get("n_heads", ""), "d_ff": model.get("d_ff", ""),
+        "params": run.get("params", ""), "seed": training.get("seed", ""),
+        "lr": training.get("learning_rate", ""), "batch_size": training.get("batch_size", ""),
+        "status": run["status"], "stop_reason": run.get("stop_reason", ""),
+        "steps": run.get("steps", last.get("step", "")),
+        "max_steps": training.get("max_steps", ""),
+        "examples": last.get("examples", ""), "flops": last.get("flops", ""), "budget": "",
+        "best_exact_match": run.get("best_exact_match", ""),
+        "final_exact_match": run.get("final_exact_match", ""),
+        "final_token_accuracy": run.get("final_token_accuracy", ""),
+        "worst_stratum": run.get("worst_stratum", ""),
+        "carry_boundary": run.get("carry_boundary", ""),
+        "edge_cases": run.get("edge_cases", ""), "learned": run.get("learned", ""),
+        "strata": _json(run.get("strata")),
+        # training time over every resume (a resumed run's wall_seconds is its last part)
+        "wall_seconds": round(float(run.get("train_seconds", run.get("wall_seconds", 0))), 2),
+        "device": run.get("device", ""), "node": "", "machine": run.get("machine", ""),
+        "gpus": 1 if str(run.get("device", "")).startswith("cuda") else 0, "gpu_ids": "",
+        "cpus": run.get("threads", ""), "retries": 0, "error": "",
+        "finished_at": finished_at, "suggestion": "", "score": "",
+        "resolved_config": json.dumps(cfg, sort_keys=True),
+    }
+
+
+def curve_rows(study: str, trial_id: str, run: dict[str, Any]) -> list[dict]:
+    training = run["config"]["training"]
+    return [{**{k: h.get(k, "") for k in sf.CURVE_COLUMNS}, "study": study,
+             "trial_id": trial_id, "config": run["name"], "seed": training.get("seed", ""),
+             "lr": training.get("learning_rate", ""), "params": h.get("params", ""),
+             "strata": _json(h.get("strata")), "lr_now": h.get("lr", "")}
+            for h in run["history"] if isinstance(h, dict)]
+
+
+def collect(runs: list[str], study: str, results: str | Path, command: str = "") -> Path:
+    """Write RESULTS/STUDY from the runs; returns the study folder."""
+    folder = sf.study_folder(results, study)
+    if sf.trials_csv(folder).exists() or (folder / "study.json").exists():
+        raise StudyError(f"{folder}: already holds a study; pick another --study (a study "
+                         f"is never replaced)")
+    ids: dict[str, str] = {}
+    trials, curves = [], []
+    for run_dir in runs:
+        trial_id = Path(run_dir).resolve().name
+        if trial_id in ids:
+            raise StudyError(f"{run_dir}: has the same folder name as {ids[trial_id]} (the "
+                             f"folder's name is the trial id; rename one)")
+        ids[trial_id] = run_dir
+        run = read_run(run_dir)
+        done = time.strftime("%Y-%m-%dT%H:%M:%S",
+                             time.localtime((Path(run_dir) / METRICS).stat().st_mtime))
+        trials.append(trial_row(study, trial_id, run, done))
+        curves += curve_rows(study, trial_id, run)
+    folder.mkdir(parents=True, exist_ok=True)
+    files.write_csv(sf.curves_csv(folder), sf.CURVE_COLUMNS, curves)
+    files.write_csv(sf.trials_csv(folder), sf.TRIAL_COLUMNS, trials)
+    sf.write_study(folder, {"study": study, "kind": "runs", "command": command,
+                            "state": "finished", "trials": len(trials),
+                            "runs": [str(r) for r in runs]})
+    return folder
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    command = shlex.join(["python", "-m", "addray.collect", *(argv or [])])
+    folder = collect(args.runs, args.study, args.results, command)
+    print(f"wrote {folder}/ (study.json, trials.csv, curves.csv) from {len(args.runs)} "
+          f"run(s); python -m addray.report {folder} reports it")
+    return 0
+
+
+if __name__ == "__main__":
+    cli.run(lambda: main(sys.argv[1:]))
