@@ -34,6 +34,9 @@ def parse_args(argv: list[str] | None = None):
     p.add_argument("--study", required=True, help="name of the study folder to write")
     p.add_argument("--results", default="results",
                    help="folder that holds the study (default: results)")
+    p.add_argument("--config", metavar="LABEL",
+                   help="the config column of every run, e.g. when runs of one recipe were "
+                        "trained under different names (default: each run's config name)")
     return p.parse_args(argv)
 
 
@@ -69,6 +72,7 @@ def _json(value: Any) -> str:
 
 
 def trial_row(study: str, trial_id: str, run: dict[str, Any], finished_at: str) -> dict:
+    """One trials.csv row; ``run`` as read_run returns it (its "name" is the label)."""
     cfg = run["config"]
     model, training = cfg["model"], cfg["training"]
     last = run["history"][-1] if run["history"] else {}
@@ -108,8 +112,10 @@ def curve_rows(study: str, trial_id: str, run: dict[str, Any]) -> list[dict]:
             for h in run["history"] if isinstance(h, dict)]
 
 
-def collect(runs: list[str], study: str, results: str | Path, command: str = "") -> Path:
-    """Write RESULTS/STUDY from the runs; returns the study folder."""
+def collect(runs: list[str], study: str, results: str | Path, command: str = "",
+            label: str | None = None) -> Path:
+    """Write RESULTS/STUDY from the runs; returns the study folder. ``label``, if given,
+    replaces each run's config name in the config column."""
     folder = sf.study_folder(results, study)
     if sf.trials_csv(folder).exists() or (folder / "study.json").exists():
         raise StudyError(f"{folder}: already holds a study; pick another --study (a study "
@@ -123,8 +129,11 @@ def collect(runs: list[str], study: str, results: str | Path, command: str = "")
                              f"folder's name is the trial id; rename one)")
         ids[trial_id] = run_dir
         run = read_run(run_dir)
-        done = time.strftime("%Y-%m-%dT%H:%M:%S",
-                             time.localtime((Path(run_dir) / METRICS).stat().st_mtime))
+        if label:
+            run["name"] = label
+        # as the run recorded it; runs from before it did: when metrics.json was written
+        done = run.get("finished_at") or time.strftime(
+            "%Y-%m-%dT%H:%M:%S", time.localtime((Path(run_dir) / METRICS).stat().st_mtime))
         trials.append(trial_row(study, trial_id, run, done))
         curves += curve_rows(study, trial_id, run)
     folder.mkdir(parents=True, exist_ok=True)
@@ -139,7 +148,7 @@ def collect(runs: list[str], study: str, results: str | Path, command: str = "")
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     command = shlex.join(["python", "-m", "addray.collect", *(argv or [])])
-    folder = collect(args.runs, args.study, args.results, command)
+    folder = collect(args.runs, args.study, args.results, command, args.config)
     print(f"wrote {folder}/ (study.json, trials.csv, curves.csv) from {len(args.runs)} "
           f"run(s); python -m addray.report {folder} reports it")
     return 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
                        resume_from=checkpoint if args.resume else None,
                        num_threads=args.threads)
         result["machine"] = machine()
+        result["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S")
         files.write_text(metrics, json.dumps(result, indent=2))
     print(f"{result['status']} ({result['stop_reason']}) after {result['steps']} steps: "
           f"exact match {result['final_exact_match']:.2%} (best {result['best_exact_match']:.2%}"

@@ -52,10 +52,12 @@ def test_runs_become_a_study_the_report_reads(runs, tmp_path):
         assert float(row["final_exact_match"]) == pytest.approx(m["final_exact_match"])
         assert row["learned"] == str(m["learned"]) and row["machine"] == m["machine"] != ""
         assert json.loads(row["resolved_config"]) == m["config"]
+        assert row["finished_at"] == m["finished_at"]
     # the resumed run keeps the evaluation from before its resume
     curves = sf.read_curves(study)
     assert sorted((c["trial_id"], int(c["step"])) for c in curves) == [
         ("seed0", 10), ("seed0", 20), ("seed1", 10), ("seed1", 20)]
+    assert {c["config"] for c in curves} == {"small"}  # the runs' config name
     loaded = load_results(results)
     assert set(loaded.trials["trial_id"]) == {"seed0", "seed1"}
     md = report.build(results, out=tmp_path / "out")[0].read_text()
@@ -74,6 +76,14 @@ def test_collected_runs_in_a_search_folder_are_a_stage_of_it(runs, tmp_path):
     section = md.split("## Smallest model that adds")[1].split("\n## ")[0]
     assert "tiny-runs (stage): " in section and "of 2 seeds" in section
     assert "over 3 stage(s) of 1 search(es)" in section
+
+
+def test_runs_of_one_recipe_under_two_names_get_one_label(runs, tmp_path):
+    proc = _cli("addray.collect", *map(str, runs), "--study", "s", "--config", "recipe",
+                "--results", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    assert {r["config"] for r in sf.read_trials(tmp_path / "s")} == {"recipe"}
+    assert {r["config"] for r in sf.read_curves(tmp_path / "s")} == {"recipe"}
 
 
 def test_an_existing_study_is_never_replaced(runs, tmp_path):
