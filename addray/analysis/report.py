@@ -129,9 +129,9 @@ def _save_size_plot(fig: plt.Figure, ax: plt.Axes, path: Path, ylabel: str) -> N
     ax.set_ylabel(ylabel)
     ax.set_ylim(-0.03, 1.03)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    # beside the axes, so that a search with many stages does not cover its points
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
 
 
