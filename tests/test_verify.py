@@ -21,6 +21,8 @@ COMMITTED = ["results/reference/tuned_phase1_lower/checkpoint.pt",
              "results/reference/phase3/earlier/1888/seed1.pt"]
 
 BOUNDARY_MISS = "results/reference/phase3/verification/smallest-blockbias/seed2.pt"
+# configs/smallest_400k.yaml's seed 2: 99.92% of uniform pairs, and 0 + 0 = 1
+EDGE_MISS = "results/reference/phase3/verification/smallest-400k-finetune/seed2.pt"
 
 
 def _verify(*args):
@@ -50,6 +52,19 @@ def test_a_model_that_misses_the_carry_boundary_is_not_learned():
     assert all(r["exact_match"] < 0.95 for r in out["carry_boundary"])
     assert len(out["reasons"]) == 2 and all(r.startswith("carry boundary, low tokens sum to")
                                             for r in out["reasons"])
+
+
+def test_a_model_right_on_uniform_pairs_that_says_0_plus_0_is_1_is_not_learned():
+    # the uniform number alone would call it learned; an edge case and the one-token
+    # stratum it belongs to say otherwise
+    proc = _verify(EDGE_MISS, "--json")
+    out = json.loads(proc.stdout)
+    assert proc.returncode == 1 and out["verdict"] == "not learned"
+    assert out["uniform"]["exact_match"] >= 0.999
+    assert [(e["a"], e["b"], e["answer"]) for e in out["edge_cases"] if not e["right"]] == [
+        (0, 0, "1")]
+    short = {r["name"]: r["exact_match"] for r in out["strata"]}["1+1 tokens, no carry"]
+    assert short < 0.99 and out["reasons"][0] == "1 edge case(s) wrong: 0+0"
 
 
 def test_a_damaged_copy_is_not_learned(tmp_path):

@@ -62,6 +62,13 @@ def test_smallest_config_is_under_2000_parameters():
     ft = smallest.training.fine_tune
     assert smallest.training.max_steps - ft.steps == carry.training.max_steps
     assert (ft.learning_rate, ft.carry_share) == (1e-3, 0.3)
+    # tried after it: the first stage stretched to 400,000 steps, then 120,000 steps with
+    # half the pairs at the carry
+    longer = load_config("configs/smallest_400k.yaml")
+    assert longer.model == with_bias.model and longer.data == carry.data
+    ft = longer.training.fine_tune
+    assert (longer.training.max_steps - ft.steps, ft.steps) == (400_000, 120_000)
+    assert (ft.learning_rate, ft.carry_share) == (1e-3, 0.5)
 
 
 def test_tuned_config_loads():
