@@ -46,12 +46,7 @@ def read_run(folder: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise DataError(f"{path}: no such file (a RUN is a folder that a finished "
                         f"python -m addray.train --out RUN wrote)")
-    try:
-        run = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DataError(f"{path}: not valid JSON ({exc})") from None
-    if not isinstance(run, dict):
-        raise DataError(f"{path}: expected a JSON object")
+    run = files.read_json_object(path)
     for key, kind in (("name", str), ("status", str), ("config", dict), ("history", list)):
         if not isinstance(run.get(key), kind):
             raise DataError(f"{path}: {key} = {_show(run.get(key))}: must be a "

@@ -7,6 +7,7 @@ import contextlib
 import csv
 import fcntl
 import io
+import json
 import os
 import socket
 import time
@@ -132,3 +133,14 @@ class FolderLock:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+def read_json_object(path: str | Path) -> dict[str, Any]:
+    """A JSON file holding one object; unreadable or anything else is a one-line DataError."""
+    try:
+        value = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DataError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(value, dict):
+        raise DataError(f"{path}: expected a JSON object")
+    return value

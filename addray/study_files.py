@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from addray import files, names
-from addray.errors import ConfigError, DataError
+from addray.errors import ConfigError
 
 TRIAL_COLUMNS = [
     "study", "trial_id", "config", "d_model", "n_layers", "n_heads", "d_ff", "params", "seed",
@@ -86,10 +86,4 @@ def read_study(study_dir: Path) -> dict[str, Any]:
     path = study_dir / "study.json"
     if not path.exists():
         return {}
-    try:
-        info = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DataError(f"{path}: not valid JSON ({exc})") from None
-    if not isinstance(info, dict):
-        raise DataError(f"{path}: expected a JSON object")
-    return info
+    return files.read_json_object(path)
