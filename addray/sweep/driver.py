@@ -19,7 +19,7 @@ from typing import Any
 
 from addray import files
 from addray import study_files as sf
-from addray.sweep import cluster, resources
+from addray.sweep import cluster, resources, tune_state
 from addray.sweep.options import SweepOptions, check_state
 
 
@@ -63,6 +63,9 @@ def _run_locked(opts: SweepOptions, plan: StudyPlan, trainable: Any, study_dir: 
 
     remove_stale_work_dirs()
     tune_dir = study_dir / "tune"
+    if opts.resume and tune_dir.is_dir():
+        for line in tune_state.check(tune_dir):  # before Tune reads it back
+            print(f"addray: {line}")
     handle = cluster.connect(opts.address, dashboard=opts.dashboard,
                              dashboard_host=opts.dashboard_host,
                              num_cpus=opts.num_cpus, num_gpus=opts.num_gpus)
