@@ -47,6 +47,9 @@ class ModelConfig:
     bias: bool = True  # biases in the linear layers (and LayerNorm shifts)
     head_bias: bool | None = None  # a bias in the output head; null: as model.bias
     norm: str = "layernorm"  # layernorm | rmsnorm
+    # normal: every embedding row N(0, 0.02); fourier: digit n starts on circles,
+    # (cos, sin)(2 pi k n / base) for k = 1..d_model/2 (addray.core.model.fourier_digits)
+    embed_init: str = "normal"
 
     @property
     def head_dim(self) -> int:
@@ -246,6 +249,8 @@ def validate(cfg: ExperimentConfig, source: str = "<config>") -> ExperimentConfi
           "only null is supported")
     check(m.norm in ("layernorm", "rmsnorm"), "model.norm", m.norm,
           "must be one of layernorm, rmsnorm")
+    check(m.embed_init in ("normal", "fourier"), "model.embed_init", m.embed_init,
+          "must be one of normal, fourier")
 
     within("data.base", d.base, 2, MAX_BASE)
     within("data.operand_max", d.operand_max, 1, MAX_OPERAND)

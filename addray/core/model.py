@@ -18,6 +18,8 @@ import torch.nn.functional as F
 
 from addray.core.config import ModelConfig
 
+INIT_STD = 0.02  # of every weight matrix and embedding at initialisation (as GPT-2)
+
 
 def rotate_half(x: torch.Tensor) -> torch.Tensor:
     x1, x2 = x.chunk(2, dim=-1)
@@ -113,14 +115,18 @@ class Transformer(nn.Module):
         self.apply(self._init_weights)
         for name, p in self.named_parameters():
             if name.endswith("proj.weight"):  # residual projections, scaled as in GPT-2
-                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * cfg.n_layers))
+                nn.init.normal_(p, mean=0.0, std=INIT_STD / math.sqrt(2 * cfg.n_layers))
+        if cfg.embed_init == "fourier":
+            with torch.no_grad():
+                base = cfg.vocab_size - 3  # digits 0..base-1, then '+', '=', PAD
+                self.embed.weight[:base] = fourier_digits(base, cfg.d_model)
         if cfg.tie_embeddings:
             self.head.weight = self.embed.weight  # one (vocab, d_model) matrix, counted once
 
     @staticmethod
     def _init_weights(module: nn.Module) -> None:
         if isinstance(module, (nn.Linear, nn.Embedding)):
-            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+            nn.init.normal_(module.weight, mean=0.0, std=INIT_STD)
         if isinstance(module, nn.Linear) and module.bias is not None:
             nn.init.zeros_(module.bias)
 
@@ -133,6 +139,19 @@ class Transformer(nn.Module):
         for block in self.blocks:
             x = block(x)
         return self.head(self.ln_f(x))
+
+
+def fourier_digits(base: int, d_model: int, scale: float = INIT_STD) -> torch.Tensor:
+    """(base, d_model) rows of the norm a normal init's rows have on average
+    (``scale`` x sqrt(d_model)): digit n at angle 2 pi k n / base on circle k,
+    k = 1..d_model/2, as (cos, sin) pairs. Trained models of 2,000 parameters end with
+    most of their digit embeddings' variance at k = 1 and the rest at k = 2..8
+    (benchmarks/RESULTS.md, "Digits on circles"); this starts them there."""
+    n = torch.arange(base, dtype=torch.float64)[:, None]
+    k = torch.arange(1, d_model // 2 + 1, dtype=torch.float64)[None, :]
+    angle = 2 * math.pi * k * n / base  # (base, d_model/2)
+    rows = torch.stack([angle.cos(), angle.sin()], dim=-1).reshape(base, d_model)
+    return (rows * scale * math.sqrt(2)).float()
 
 
 def count_parameters(model: nn.Module) -> int:

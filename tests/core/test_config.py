@@ -107,6 +107,8 @@ def test_tuned_config_loads():
     ("model", "tie_embeddings", "yes", "must be true or false"),
     ("model", "bias", 1, "must be true or false"),
     ("model", "head_bias", "no", "must be true or false"),
+    ("model", "embed_init", "uniform", "must be one of normal, fourier"),
+    ("model", "embed_init", 1, "must be a string"),
     ("model", "d_model", float("inf"), "must be an integer"),
     ("model", "d_model", "1e400", "must be an integer"),
     ("model", "n_layers", float("nan"), "must be an integer"),

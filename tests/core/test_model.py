@@ -1,3 +1,5 @@
+import math
+
 import pytest
 import torch
 
@@ -125,3 +127,32 @@ def test_forward_rejects_too_long_sequence():
     m = Transformer(ModelConfig(d_model=32, n_layers=1, n_heads=2, d_ff=64, max_seq_len=8))
     with pytest.raises(ValueError, match="exceeds max_seq_len 8"):
         m(torch.zeros(1, 9, dtype=torch.long))
+
+
+def test_fourier_embed_init_puts_digits_on_circles_and_changes_nothing_else():
+    small = dict(d_model=8, n_layers=2, n_heads=2, d_ff=16, tie_embeddings=True,
+                 bias=True, head_bias=False, norm="rmsnorm")
+    torch.manual_seed(3)
+    plain = Transformer(ModelConfig(**small))
+    torch.manual_seed(3)
+    fourier = Transformer(ModelConfig(**small, embed_init="fourier"))
+    e = fourier.embed.weight.detach()
+    # digit n on circle k: the pair (2k-2, 2k-1) is (cos, sin)(2 pi k n / 100), each row
+    # of the norm that a normal init's rows have on average (0.02 x sqrt(8))
+    n, k = 37, 3
+    angle = torch.tensor(2 * math.pi * k * n / 100)
+    want = torch.stack([angle.cos(), angle.sin()]) * 0.02 * math.sqrt(2)
+    torch.testing.assert_close(e[n, 2 * k - 2 : 2 * k], want)
+    torch.testing.assert_close(e[:100].norm(dim=1), torch.full((100,), 0.02 * math.sqrt(8)))
+    # one step round every circle apart: distinct, evenly spaced digits
+    gaps = (e[:100] - e[:100].roll(1, dims=0)).norm(dim=1)
+    torch.testing.assert_close(gaps, gaps[0].expand(100))
+    # '+', '=', PAD and every other tensor as the normal init of the same seed draws them
+    torch.testing.assert_close(e[100:], plain.embed.weight.detach()[100:])
+    for (name, a), (_, b) in zip(plain.named_parameters(), fourier.named_parameters(),
+                                 strict=True):
+        if name != "embed.weight":
+            torch.testing.assert_close(a, b, msg=name)
+    assert fourier.head.weight is fourier.embed.weight
+    assert count_parameters(fourier) == count_parameters(plain) == 2000
+
