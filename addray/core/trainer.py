@@ -31,6 +31,7 @@ from addray.core.config import ExperimentConfig, SchedulerConfig, TrainingConfig
 from addray.core.data import load_data
 from addray.core.device import autocast, available_cpus, resolve_device
 from addray.core.evaluate import HeldOut, evaluate
+from addray.core.hard import HardPairs, example_losses
 from addray.core.model import Transformer, count_parameters
 from addray.core.strata import learned
 from addray.core.tokens import Vocab
@@ -183,6 +184,15 @@ def train(config: ExperimentConfig, *, report: Report | None = None,
         step_loss = torch.compile(step_loss, dynamic=False,
                                   mode="reduce-overhead" if device.type == "cuda" else None)
         pad_to = pad_to or max(st.longest for st in stages)  # one shape for every step
+    ft = t.fine_tune
+    n_hard = 0 if ft is None else round(ft.hard_share * t.batch_size)
+    hard = HardPairs(t.seed)
+
+    def measure_hard() -> None:  # the fine-tune's pairs under the weights as they are now
+        hard.measure(example_losses(model, stages[1], t.eval_batch_size, device, t.precision))
+
+    if n_hard and ft_start is not None and ft_start < state["step"] < t.max_steps:
+        measure_hard()  # resumed inside the stage: the losses its last evaluation measured
     per_step = {"steps": 1.0, "examples": t.batch_size,
                 "flops": t.batch_size * flops_per_example}[rungs[0]]
     extra_evals = {math.ceil(r / per_step - 1e-9) for r in rungs[1]}
@@ -194,8 +204,12 @@ def train(config: ExperimentConfig, *, report: Report | None = None,
         tuning = ft_start is not None and state["step"] >= ft_start
         if tuning and state["step"] == ft_start:
             optimizer.state.clear()  # the fine-tune's Adam moments start afresh
+            if n_hard:
+                measure_hard()
         source = stages[tuning]
         idx = batch_indices(state["step"], len(source), t.batch_size, t.seed)
+        if tuning and n_hard:
+            idx = torch.cat([idx[: t.batch_size - n_hard], hard.draw(state["step"], n_hard)])
         x, y = (z.to(device, non_blocking=True) for z in source.batch(idx, pad_to))
         if compiled and device.type == "cuda":
             torch.compiler.cudagraph_mark_step_begin()
@@ -249,6 +263,8 @@ def train(config: ExperimentConfig, *, report: Report | None = None,
             report(dict(metrics))
         if status != "running":
             break
+        if n_hard and ft_start is not None and step > ft_start:
+            measure_hard()
         loss_sum.zero_()
         steps_since, t_interval = 0, time.time()
     if status == "running":

@@ -135,6 +135,9 @@ def test_tuned_config_loads():
     ("training", "fine_tune", {"steps": 10, "carry_share": 1.5},
      "must be null, or >= 0 and <= 1"),
     ("training", "fine_tune", {"steps": 10, "carry_shar": 0.3}, "unknown key"),
+    ("training", "fine_tune", {"steps": 10, "hard_share": 1.5},
+     "must be >= 0 and <= 1 (a share of each batch)"),
+    ("training", "fine_tune", {"steps": 10, "hard_share": "most"}, "must be a finite number"),
     ("training", "fine_tune", 3, "must be a mapping"),
 ])
 def test_validation_names_source_key_value_and_rule(section, key, value, message):

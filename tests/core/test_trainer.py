@@ -69,6 +69,35 @@ def test_fine_tune_continues_a_finished_run_as_if_trained_through(tmp_path):
     assert [m["train_loss"] for m in other][3:] != losses[0][3:]
 
 
+def test_fine_tune_hard_share_resumes_inside_the_stage_as_if_trained_through(tmp_path):
+    steps = {"max_steps": 50, "check_every": 10, "compile": "off"}
+    tuned = small_config(training={**steps, "fine_tune": {"steps": 30, "hard_share": 0.5}})
+    through = train(tuned, checkpoint_dir=tmp_path / "through", num_threads=1)
+
+    class Stop(Exception):
+        pass
+
+    def stop_at_40(m):  # a crash after the stage's second evaluation
+        if m["step"] == 40:
+            raise Stop
+
+    with pytest.raises(Stop):
+        train(tuned, checkpoint_dir=tmp_path / "part", num_threads=1, report=stop_at_40)
+    resumed = train(tuned, checkpoint_dir=tmp_path / "part", resume_from=tmp_path / "part",
+                    num_threads=1)
+    losses = [[m["train_loss"] for m in r["history"]] for r in (through, resumed)]
+    assert [m["step"] for m in resumed["history"]] == [10, 20, 30, 40, 50]
+    assert losses[0] == losses[1]
+    a = load_checkpoint(tmp_path / "through")["model"]
+    b = load_checkpoint(tmp_path / "part")["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    # the stage's batches are other batches than without hard pairs; the steps before it
+    # are the same
+    plain = small_config(training={**steps, "fine_tune": {"steps": 30}})
+    other = [m["train_loss"] for m in train(plain, num_threads=1)["history"]]
+    assert other[:2] == losses[0][:2] and other[2:] != losses[0][2:]
+
+
 def test_fine_tune_starts_adam_afresh(tmp_path):
     cfg = small_config(training={"max_steps": 30, "check_every": 10, "compile": "off",
                                  "fine_tune": {"steps": 10}})
