@@ -50,6 +50,11 @@ class ModelConfig:
     # normal: every embedding row N(0, 0.02); fourier: digit n starts on circles,
     # (cos, sin)(2 pi k n / base) for k = 1..d_model/2 (addray.core.model.fourier_digits)
     embed_init: str = "normal"
+    # null: one free row per token. K: each digit's row is a learned linear map of 2K + 1
+    # fixed features, 1 and (cos, sin)(2 pi k n / base) for k = 1..K; '+', '=' and PAD keep
+    # free rows (addray.core.model.DigitBasis): d_model x (2K + 4) parameters, not
+    # d_model x vocab_size
+    digit_basis: int | None = None
 
     @property
     def head_dim(self) -> int:
@@ -259,6 +264,11 @@ def validate(cfg: ExperimentConfig, source: str = "<config>") -> ExperimentConfi
           "must be one of layernorm, rmsnorm")
     check(m.embed_init in ("normal", "fourier"), "model.embed_init", m.embed_init,
           "must be one of normal, fourier")
+    if m.digit_basis is not None:
+        top = (m.vocab_size - 3 - 1) // 2  # below the Nyquist frequency of the digits
+        within("model.digit_basis", m.digit_basis, 1, max(1, top))
+        check(m.embed_init == "normal", "model.embed_init", m.embed_init,
+              "must be normal when model.digit_basis is set (the basis fixes the circles)")
 
     within("data.base", d.base, 2, MAX_BASE)
     within("data.operand_max", d.operand_max, 1, MAX_OPERAND)

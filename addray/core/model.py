@@ -101,17 +101,50 @@ class Block(nn.Module):
         return x + self.mlp(self.ln2(x))
 
 
+class DigitBasis(nn.Module):
+    """A token embedding whose digit rows are a learned linear map of fixed features:
+    row n (digit n of base B) is ``basis[n] @ coef`` with basis[n] = (1, cos 2 pi k n / B,
+    sin 2 pi k n / B for k = 1..K), so every digit code is a sum of K circles and an
+    offset; the other tokens ('+', '=', PAD) keep free rows (``special``). ``weight`` is
+    the (vocab, d_model) matrix this makes, and a tied head scores against it.
+    Parameters: (2K + 1 + specials) x d_model, against vocab x d_model for a free table."""
+
+    def __init__(self, vocab_size: int, d_model: int, k: int):
+        super().__init__()
+        base = vocab_size - 3
+        self.register_buffer("basis", fourier_basis(base, k), persistent=False)
+        # rows at the norm of a normal init's rows: each feature row has squared norm k + 1
+        self.coef = nn.Parameter(torch.randn(2 * k + 1, d_model) * INIT_STD / math.sqrt(k + 1))
+        self.special = nn.Parameter(torch.randn(vocab_size - base, d_model) * INIT_STD)
+
+    @property
+    def weight(self) -> torch.Tensor:
+        return torch.cat((self.basis @ self.coef, self.special))
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        return F.embedding(idx, self.weight)
+
+
 class Transformer(nn.Module):
     """Token embedding -> n_layers pre-norm blocks -> final norm -> output head."""
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.cfg = cfg
-        self.embed = nn.Embedding(cfg.vocab_size, cfg.d_model)
+        basis = cfg.digit_basis is not None
+        self.embed = (DigitBasis(cfg.vocab_size, cfg.d_model, cfg.digit_basis) if basis
+                      else nn.Embedding(cfg.vocab_size, cfg.d_model))
         self.drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
         self.ln_f = make_norm(cfg)
-        self.head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=cfg.has_head_bias)
+        # a tied head over a digit basis scores against the matrix the basis makes, with
+        # only its bias (if any) of its own
+        self.scores_embedding = basis and cfg.tie_embeddings
+        if self.scores_embedding:
+            self.head_bias = (nn.Parameter(torch.zeros(cfg.vocab_size))
+                              if cfg.has_head_bias else None)
+        else:
+            self.head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=cfg.has_head_bias)
         self.apply(self._init_weights)
         for name, p in self.named_parameters():
             if name.endswith("proj.weight"):  # residual projections, scaled as in GPT-2
@@ -120,7 +153,7 @@ class Transformer(nn.Module):
             with torch.no_grad():
                 base = cfg.vocab_size - 3  # digits 0..base-1, then '+', '=', PAD
                 self.embed.weight[:base] = fourier_digits(base, cfg.d_model)
-        if cfg.tie_embeddings:
+        if cfg.tie_embeddings and not basis:
             self.head.weight = self.embed.weight  # one (vocab, d_model) matrix, counted once
 
     @staticmethod
@@ -138,6 +171,8 @@ class Transformer(nn.Module):
         x = self.drop(self.embed(idx))  # (B, T, C)
         for block in self.blocks:
             x = block(x)
+        if self.scores_embedding:
+            return F.linear(self.ln_f(x), self.embed.weight, self.head_bias)
         return self.head(self.ln_f(x))
 
 
@@ -152,6 +187,15 @@ def fourier_digits(base: int, d_model: int, scale: float = INIT_STD) -> torch.Te
     angle = 2 * math.pi * k * n / base  # (base, d_model/2)
     rows = torch.stack([angle.cos(), angle.sin()], dim=-1).reshape(base, d_model)
     return (rows * scale * math.sqrt(2)).float()
+
+
+def fourier_basis(base: int, k: int) -> torch.Tensor:
+    """(base, 2k + 1): for digit n, 1 and (cos, sin)(2 pi j n / base) for j = 1..k."""
+    n = torch.arange(base, dtype=torch.float64)[:, None]
+    j = torch.arange(1, k + 1, dtype=torch.float64)[None, :]
+    angle = 2 * math.pi * j * n / base
+    pairs = torch.stack([angle.cos(), angle.sin()], dim=-1).reshape(base, 2 * k)
+    return torch.cat((torch.ones(base, 1, dtype=torch.float64), pairs), dim=1).float()
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -94,7 +94,7 @@ def make_optimizer(model: torch.nn.Module, cfg: ExperimentConfig,
                    device: torch.device) -> torch.optim.Optimizer:
     # weight decay on matrices and embeddings only, not on biases and norms (as nanoGPT);
     # optimizer.decay_embeddings false leaves the embedding (tied head: the same tensor) out
-    kept = set() if cfg.optimizer.decay_embeddings else {id(model.embed.weight)}
+    kept = set() if cfg.optimizer.decay_embeddings else {id(p) for p in model.embed.parameters()}
     decay = [p for p in model.parameters() if p.dim() >= 2 and id(p) not in kept]
     no_decay = [p for p in model.parameters() if p.dim() < 2 or id(p) in kept]
     groups = [{"params": decay, "weight_decay": cfg.optimizer.weight_decay},

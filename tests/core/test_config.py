@@ -109,6 +109,9 @@ def test_tuned_config_loads():
     ("model", "head_bias", "no", "must be true or false"),
     ("model", "embed_init", "uniform", "must be one of normal, fourier"),
     ("model", "embed_init", 1, "must be a string"),
+    ("model", "digit_basis", 0, "must be >= 1 and <= 49"),
+    ("model", "digit_basis", 50, "must be >= 1 and <= 49"),
+    ("model", "digit_basis", 2.5, "must be an integer"),
     ("model", "d_model", float("inf"), "must be an integer"),
     ("model", "d_model", "1e400", "must be an integer"),
     ("model", "n_layers", float("nan"), "must be an integer"),
@@ -293,3 +296,11 @@ def test_cli_prints_one_line_and_exits_2(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0
     assert f"{bad}: model.d_model = 100: must be divisible by model.n_heads" in proc.stderr
+
+
+def test_digit_basis_fixes_the_circles_so_a_fourier_start_is_refused():
+    with pytest.raises(ConfigError) as err:
+        from_dict({"model": {"digit_basis": 4, "embed_init": "fourier"}}, source="exp.yaml")
+    assert str(err.value).startswith("exp.yaml: model.embed_init = 'fourier': must be normal "
+                                     "when model.digit_basis is set")
+    assert from_dict({"model": {"digit_basis": 4}}).model.digit_basis == 4

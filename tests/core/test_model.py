@@ -156,3 +156,51 @@ def test_fourier_embed_init_puts_digits_on_circles_and_changes_nothing_else():
     assert fourier.head.weight is fourier.embed.weight
     assert count_parameters(fourier) == count_parameters(plain) == 2000
 
+
+
+@pytest.mark.parametrize("tie,head_bias", [(True, False), (True, True), (False, False)])
+def test_digit_basis_makes_digit_rows_from_circles_and_counts_what_it_learns(tie, head_bias):
+    small = dict(d_model=8, n_layers=2, n_heads=2, d_ff=16, tie_embeddings=tie, bias=True,
+                 head_bias=head_bias, norm="rmsnorm", dropout=0.0)
+    plain = Transformer(ModelConfig(**small))
+    model = Transformer(ModelConfig(**small, digit_basis=3))
+    e = model.embed.weight.detach()
+    # each digit's row is coef applied to (1, cos, sin of 2 pi k n / 100 for k = 1..3)
+    n = 37
+    angles = torch.tensor([2 * math.pi * k * n / 100 for k in (1, 2, 3)])
+    feats = torch.cat([torch.ones(1), torch.stack([angles.cos(), angles.sin()], 1).flatten()])
+    torch.testing.assert_close(e[n], feats @ model.embed.coef.detach())
+    torch.testing.assert_close(e[100:], model.embed.special.detach())  # '+', '=', PAD free
+    # the table of 103 x 8 becomes (2 x 3 + 1 + 3) x 8; the head keeps what it had
+    # (a tied one only its bias, if any; an untied one its own 103 x 8 and bias)
+    assert count_parameters(model) == count_parameters(plain) - 103 * 8 + (2 * 3 + 1 + 3) * 8
+    # the head scores against the same matrix: digits that share a code score alike
+    x = torch.randint(0, 103, (3, 7))
+    logits = model(x)
+    assert logits.shape == (3, 7, 103)
+    if tie:
+        h = model.ln_f(model.blocks[1](model.blocks[0](model.embed(x))))
+        want = h @ model.embed.weight.T + (model.head_bias if head_bias else 0)
+        torch.testing.assert_close(logits, want)
+    # gradients reach the learned coefficients through both the input and a tied head
+    logits.sum().backward()
+    assert model.embed.coef.grad.abs().sum() > 0
+
+
+def test_digit_basis_model_saves_loads_and_predicts_through_the_same_code(tmp_path):
+    from addray.core.checkpoint import load_model, save_checkpoint
+    from addray.core.config import ExperimentConfig
+
+    cfg = ExperimentConfig(name="basis")
+    cfg.model = ModelConfig(d_model=8, n_layers=1, n_heads=2, d_ff=4, tie_embeddings=True,
+                            bias=False, norm="rmsnorm", digit_basis=2)
+    model = Transformer(cfg.model)
+    save_checkpoint(tmp_path / "checkpoint.pt", {"config": cfg.to_dict(),
+                                                 "model": model.state_dict()})
+    assert "embed.basis" not in model.state_dict()  # rebuilt from the config, not saved
+    loaded, _ = load_model(tmp_path)
+    # basis and specials, qkv and proj, the MLP, three RMSNorm scales
+    want = (5 + 3) * 8 + (8 * 24 + 8 * 8) + 2 * 8 * 4 + 3 * 8
+    assert count_parameters(loaded) == count_parameters(model) == want
+    x = torch.randint(0, 103, (2, 7))
+    torch.testing.assert_close(loaded(x), model.eval()(x))
