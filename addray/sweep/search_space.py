@@ -13,7 +13,8 @@ the objective's threshold and the bounds of each searched setting::
       learning_rate: {low: 1.0e-3, high: 3.0e-2, log: true}
 
 Searchable: the model's shape and options (d_model, n_layers, n_heads, d_ff or d_ff_mult,
-tie_embeddings, bias, head_bias, norm, dropout), learning_rate, batch_size, warmup_steps,
+tie_embeddings, bias, head_bias, norm, dropout, digit_basis: an integer, or null among its
+choices for a free embedding table), learning_rate, batch_size, warmup_steps,
 weight_decay, and the training pairs' mix (carry_share, boundary_share); any other key,
 such as training.fine_tune, can be set for every trial under ``fixed``.
 
@@ -58,8 +59,11 @@ KEYS: dict[str, tuple[str, type]] = {
     for name in _SETTINGS[section]}
 KEYS["d_ff_mult"] = ("model.d_ff", int)
 KEYS["head_bias"] = ("model.head_bias", bool)  # searched as true/false, never null
+# an integer K, or null among its choices (a free embedding table)
+KEYS["digit_basis"] = ("model.digit_basis", int)
+NULLABLE = {"digit_basis"}
 MODEL_KEYS = ("d_model", "n_layers", "n_heads", "d_ff", "d_ff_mult", "tie_embeddings", "bias",
-              "head_bias", "norm")
+              "head_bias", "norm", "digit_basis")
 MAX_SHAPES = 100_000  # model shapes a space may reach (each is validated at load)
 
 
@@ -99,7 +103,7 @@ class SearchSpace:
         out = dict(self.fixed)
         for name, value in sample.items():
             key, kind = KEYS[name]
-            out[key] = kind(value)
+            out[key] = None if value is None and name in NULLABLE else kind(value)
         if "d_ff_mult" in sample:
             d_model = sample.get("d_model", self.fixed.get("model.d_model",
                                                            self.base_config().model.d_model))
@@ -151,7 +155,8 @@ def arch_name(cfg: ExperimentConfig) -> str:
     extra = (("-tied" if m.tie_embeddings else "") + ("" if m.bias else "-nobias")
              + ("" if m.has_head_bias == m.bias else
                 "-headbias" if m.has_head_bias else "-noheadbias")
-             + ("-rms" if m.norm == "rmsnorm" else ""))
+             + ("-rms" if m.norm == "rmsnorm" else "")
+             + ("" if m.digit_basis is None else f"-basis{m.digit_basis}"))
     return f"{m.d_model}d-{m.n_layers}L-{m.n_heads}h-{m.d_ff}ff{extra}"
 
 
@@ -184,7 +189,8 @@ def _dimension(source: str, name: str, spec: Any) -> Dimension:
         values = spec["choices"]
         if not isinstance(values, list) or not values:
             fail(source, f"{key}.choices", values, "must be a non-empty list")
-        values = [_value(source, f"{key}.choices", v, kind) for v in values]
+        values = [None if v is None and name in NULLABLE
+                  else _value(source, f"{key}.choices", v, kind) for v in values]
         if len(set(values)) != len(values):
             fail(source, f"{key}.choices", values, "must not repeat a value")
         return Dimension(name, choices=tuple(values))

@@ -1,3 +1,4 @@
+import dataclasses
 import re
 import subprocess
 import sys
@@ -69,6 +70,13 @@ def test_smallest_config_is_under_2000_parameters():
     ft = longer.training.fine_tune
     assert (longer.training.max_steps - ft.steps, ft.steps) == (400_000, 120_000)
     assert (ft.learning_rate, ft.carry_share) == (1e-3, 0.5)
+    # digits on a basis of 4 circles, the freed parameters in the MLPs, the same training
+    basis = load_config("configs/smallest_basis.yaml")
+    assert dataclasses.replace(basis.model, digit_basis=None, d_ff=16) == smallest.model
+    assert (basis.model.digit_basis, basis.model.d_ff) == (4, 36)
+    assert (basis.data, basis.training, basis.optimizer) == (
+        smallest.data, smallest.training, smallest.optimizer)
+    assert count_parameters(Transformer(basis.model)) == 1952
 
 
 def test_tuned_config_loads():

@@ -161,3 +161,19 @@ def test_arch_name_marks_a_head_bias_set_apart_from_the_blocks():
     assert arch_name(cfg) == "8d-2L-2h-16ff-tied-noheadbias-rms"
     cfg.model.head_bias = None  # as model.bias: no mark
     assert arch_name(cfg) == "8d-2L-2h-16ff-tied-rms"
+
+
+def test_digit_basis_is_searchable_with_null_for_a_free_table(tmp_path):
+    path = _write(tmp_path, "base: base.yaml\nfixed: {model.d_model: 8, model.n_heads: 2}\n"
+                            "space:\n  digit_basis: {choices: [null, 4]}\n")
+    space = load_space(path)
+    assert space.config_for({"digit_basis": None}).model.digit_basis is None
+    cfg = space.config_for({"digit_basis": 4})
+    assert cfg.model.digit_basis == 4 and cfg.name.endswith("-basis4")
+    assert len(space.model_corners()) == 2  # both shapes validated at load
+    spec = OptunaSpace(space, PRUNE)(_FakeTrial())["trial"]
+    assert spec["config"]["model"]["digit_basis"] is None  # the first choice
+    # a bound the config rules refuse fails when the file loads, naming the rule
+    bad = _write(tmp_path, "base: base.yaml\nspace:\n  digit_basis: {low: 1, high: 60}\n")
+    with pytest.raises(ConfigError, match=r"model.digit_basis = 50: must be >= 1 and <= 49"):
+        load_space(bad)
