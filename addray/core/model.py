@@ -168,11 +168,15 @@ class Transformer(nn.Module):
         if idx.size(1) > self.cfg.max_seq_len:
             raise ValueError(f"sequence of {idx.size(1)} tokens exceeds max_seq_len "
                              f"{self.cfg.max_seq_len}")
-        x = self.drop(self.embed(idx))  # (B, T, C)
+        if self.scores_embedding:  # build the basis' matrix once for input and head
+            table = self.embed.weight
+            x = self.drop(F.embedding(idx, table))
+        else:
+            x = self.drop(self.embed(idx))  # (B, T, C)
         for block in self.blocks:
             x = block(x)
         if self.scores_embedding:
-            return F.linear(self.ln_f(x), self.embed.weight, self.head_bias)
+            return F.linear(self.ln_f(x), table, self.head_bias)
         return self.head(self.ln_f(x))
 
 

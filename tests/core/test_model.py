@@ -182,7 +182,12 @@ def test_digit_basis_makes_digit_rows_from_circles_and_counts_what_it_learns(tie
         h = model.ln_f(model.blocks[1](model.blocks[0](model.embed(x))))
         want = h @ model.embed.weight.T + (model.head_bias if head_bias else 0)
         torch.testing.assert_close(logits, want)
-    # gradients reach the learned coefficients through both the input and a tied head
+    # gradients reach the learned coefficients through both the input and a tied head:
+    # the same as through the formula above, which uses the matrix on both sides
+    if tie:
+        grads = torch.autograd.grad(logits.square().sum(), model.embed.coef, retain_graph=True)
+        want_grads = torch.autograd.grad(want.square().sum(), model.embed.coef)
+        torch.testing.assert_close(grads[0], want_grads[0], rtol=1e-4, atol=1e-4)
     logits.sum().backward()
     assert model.embed.coef.grad.abs().sum() > 0
 
