@@ -10,7 +10,16 @@ starts the experiment again from nothing, which a resume must never do.
 ``check(tune_dir)`` reads the newest file of each kind, as Tune picks them. If one is cut
 short, it takes the whole set of that start's state files from the staging copy that the
 cut file is the beginning of (the staging copy is written first and complete), and says
-so; with no such copy it raises a StudyError naming the file. No Ray or torch here.
+so; with no such copy it raises a StudyError naming the file.
+
+It then checks the checkpoints that state names. With one checkpoint kept per trial, Tune
+deletes a trial's previous checkpoint as soon as the trial reports a new one and saves
+the state naming the new one a moment later; a driver killed in between leaves a state
+naming a checkpoint that is gone, and every restore of that trial then fails ("Could not
+recover from checkpoint as it does not exist on storage anymore"). The newer checkpoint
+is in the trial's folder: ``check`` copies it to the name the state expects, so the trial
+resumes from its newest checkpoint (its curves already hold the steps up to it). No Ray
+or torch here: Tune's pickles are read as opcodes, never unpickled.
 """
 
 from __future__ import annotations
@@ -19,15 +28,17 @@ import json
 import os
 import pickle
 import pickletools
+import re
 import shutil
 import sys
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from addray import files
 from addray.errors import StudyError
 
 # the state files Tune reads back on a restore, one of each kind per start ("session")
 KINDS = ("experiment_state-*.json", "search_gen_state-*.json", "searcher-state-*.pkl")
+CHECKPOINT = re.compile(r"checkpoint_(\d+)")  # Tune's name for a trial's checkpoint folder
 
 
 def readable(path: Path) -> bool:
@@ -97,7 +108,73 @@ def check(tune_dir: str | Path, ray_tmp: str | Path | None = None) -> list[str]:
         repairs += [f"{copied}: replaced by Tune's whole staging copy in {source.parent}"
                     for copied in _restore_set(source.parent, tune_dir,
                                                  session_of(path, kind))]
+    state = newest(tune_dir).get(KINDS[0])
+    if state is not None:
+        repairs += restore_checkpoints(tune_dir, checkpoints_named(state))
     return repairs
+
+
+def checkpoints_named(state: Path) -> dict[str, set[str]]:
+    """Trial folder -> the checkpoint folders that Tune's experiment state ``state`` will
+    restore it from, for every trial not finished there. A state Tune wrote differently
+    (another Ray version) names none: it is then left to Tune."""
+    try:
+        entries = json.loads(state.read_bytes())["trial_data"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+    named: dict[str, set[str]] = {}
+    for entry in entries:
+        try:
+            trial, metadata = (json.loads(part) for part in entry)
+            if trial["status"] == "TERMINATED":
+                continue
+            blob = bytes.fromhex(metadata["checkpoint_manager"]["value"])
+            strings = [arg for _, arg, _ in pickletools.genops(blob) if isinstance(arg, str)]
+        except Exception:  # noqa: BLE001 - not a trial entry as this Ray writes them
+            continue
+        for text in strings:  # the checkpoints' paths: <storage>/tune/<trial>/checkpoint_N
+            path = PurePosixPath(text)
+            if CHECKPOINT.fullmatch(path.name) and path.parent.name:
+                named.setdefault(path.parent.name, set()).add(path.name)
+    return named
+
+
+def restore_checkpoints(tune_dir: Path, named: dict[str, set[str]]) -> list[str]:
+    """Give every checkpoint in ``named`` that is gone from its trial's folder the
+    contents of the newest later checkpoint there; return one line per copy. A named
+    checkpoint that is gone with nothing later beside it stops the resume."""
+    repairs = []
+    for trial, names in sorted(named.items()):
+        folder = tune_dir / trial
+        if not folder.is_dir():
+            continue  # a trial Tune had not started yet when the state was saved
+        for name in sorted(names):
+            target = folder / name
+            if target.exists():
+                continue
+            later = [p for p in folder.iterdir()
+                     if p.is_dir() and CHECKPOINT.fullmatch(p.name)
+                     and _index(p.name) > _index(name)]
+            if not later:
+                raise StudyError(
+                    f"{target}: Tune's saved state resumes trial {trial} from this "
+                    f"checkpoint, which is gone, and no later checkpoint is beside it; "
+                    f"the study cannot resume: its finished trials stay in trials.csv, "
+                    f"start the rest under a new --study name")
+            source = max(later, key=lambda p: _index(p.name))
+            partial = folder / f".{name}.copying"
+            shutil.rmtree(partial, ignore_errors=True)
+            shutil.copytree(source, partial)
+            os.replace(partial, target)
+            repairs.append(f"{target}: Tune had deleted it for {source.name} when the "
+                           f"driver stopped, before saving a state naming {source.name}; "
+                           f"{source.name} copied there, so trial {trial} resumes from "
+                           f"its newest checkpoint")
+    return repairs
+
+
+def _index(name: str) -> int:
+    return int(CHECKPOINT.fullmatch(name).group(1))
 
 
 def session_of(path: Path, kind: str) -> str:

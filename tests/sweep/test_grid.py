@@ -143,8 +143,20 @@ def test_sigkill_driver_then_resume(tmp_path):
     progress = {}
     for c in sf.read_curves(study):
         progress[c["trial_id"]] = max(progress.get(c["trial_id"], 0), int(c["step"]))
+    # the kill as it lands in Tune's window (seen in CI): a trial's newest checkpoint
+    # written, its previous one deleted, the state naming the new one not yet saved
+    moved = []
+    for trial in (study / "tune").iterdir():
+        saved = sorted(trial.glob("checkpoint_*")) if trial.is_dir() else []
+        if saved and "_".join(trial.name.rsplit("_", 2)[1:]) not in before:
+            index = int(saved[-1].name.split("_")[1])
+            saved[-1].rename(trial / f"checkpoint_{index + 1:06d}")
+            moved.append(trial.name)
+    assert moved, "the running trial has a checkpoint"
     proc = run_script("phase1.py", *args, "--resume")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert all(f"trial {name} resumes from its newest checkpoint" in proc.stdout
+               for name in moved), proc.stdout[-3000:]
     after = sf.read_trials(study)
     assert len(after) == 4 and len({r["trial_id"] for r in after}) == 4
     for r in after:

@@ -102,6 +102,56 @@ def test_no_whole_copy_stops_the_resume_in_one_line(tmp_path, staged):
     assert (tune / NAMES[2]).read_bytes() == data[NAMES[2]][:40]  # nothing replaced
 
 
+def _trial_entry(trial: str, status: str, checkpoint: str, storage: str = "/old/study") -> list:
+    """One trial of Tune's experiment state: its JSON state and its run metadata, whose
+    checkpoint manager is a pickle holding the checkpoint's path (and the bare name)."""
+    manager = {"results": [{"path": f"{storage}/tune/{trial}/{checkpoint}",
+                            "metrics": {"checkpoint_dir_name": checkpoint}}]}
+    return [json.dumps({"trial_id": trial[-5:], "status": status}),
+            json.dumps({"checkpoint_manager": {"_type": "CLOUDPICKLE_FALLBACK",
+                                               "value": pickle.dumps(manager).hex()}})]
+
+
+def _study_with_checkpoints(tmp_path: Path, trials: dict[str, tuple[str, str, list[str]]]):
+    """A tune/ folder whose state names, for each trial, (status, checkpoint) and whose
+    trial folders hold the listed checkpoints (each a file saying its own name)."""
+    tune = _write(tmp_path / "study" / "tune", _state(1))
+    entries = [_trial_entry(t, status, named) for t, (status, named, _) in trials.items()]
+    (tune / NAMES[0]).write_text(json.dumps({"trial_data": entries}))
+    for trial, (_, _, present) in trials.items():
+        for name in present:
+            _write(tune / trial / name, {"state.pt": name.encode()})
+    return tune
+
+
+def test_a_checkpoint_deleted_before_the_state_naming_its_successor_is_replaced(tmp_path):
+    # Tune kept one checkpoint: it deleted checkpoint_000003 for checkpoint_000004 and the
+    # driver died before saving a state naming 000004; every restore would then fail
+    tune = _study_with_checkpoints(tmp_path, {
+        "a_00000": ("RUNNING", "checkpoint_000003", ["checkpoint_000004"]),
+        "b_00001": ("PAUSED", "checkpoint_000002", ["checkpoint_000002"]),   # as saved
+        "c_00002": ("TERMINATED", "checkpoint_000001", []),                  # not restored
+        "d_00003": ("PENDING", "checkpoint_000000", [])})                    # never started
+    [line] = tune_state.check(tune, ray_tmp=tmp_path / "ray")
+    restored = tune / "a_00000" / "checkpoint_000003"
+    assert line.startswith(f"{restored}: ") and "a_00000 resumes from its newest" in line
+    assert (restored / "state.pt").read_bytes() == b"checkpoint_000004"  # the newest one
+    assert (tune / "a_00000" / "checkpoint_000004" / "state.pt").exists()
+    assert sorted(p.name for p in (tune / "a_00000").iterdir()) == ["checkpoint_000003",
+                                                                     "checkpoint_000004"]
+    assert tune_state.check(tune, ray_tmp=tmp_path / "ray") == []  # nothing left to do
+
+
+def test_a_named_checkpoint_gone_with_nothing_later_stops_the_resume(tmp_path):
+    tune = _study_with_checkpoints(tmp_path, {
+        "a_00000": ("ERROR", "checkpoint_000003", ["checkpoint_000001"])})
+    with pytest.raises(StudyError) as err:
+        tune_state.check(tune, ray_tmp=tmp_path / "ray")
+    message = str(err.value)
+    assert "\n" not in message and "cannot resume" in message
+    assert str(tune / "a_00000" / "checkpoint_000003") in message
+
+
 def _search(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(ROOT / "sweeps" / "phase3_search.py"), *args],
                           capture_output=True, text=True, timeout=300, cwd=ROOT,
