@@ -55,6 +55,10 @@ class ModelConfig:
     # free rows (addray.core.model.DigitBasis): d_model x (2K + 4) parameters, not
     # d_model x vocab_size
     digit_basis: int | None = None
+    # with digit_basis: one more fixed feature, the ramp 2n / (base - 1) - 1 (from -1 at
+    # digit 0 to 1 at base-1), so a digit's value is one linear read-out away; K circles
+    # alone approximate it worst next to 0 and base-1, where the carry is decided
+    digit_ramp: bool = False
 
     @property
     def head_dim(self) -> int:
@@ -269,6 +273,10 @@ def validate(cfg: ExperimentConfig, source: str = "<config>") -> ExperimentConfi
         within("model.digit_basis", m.digit_basis, 1, max(1, top))
         check(m.embed_init == "normal", "model.embed_init", m.embed_init,
               "must be normal when model.digit_basis is set (the basis fixes the circles)")
+    check(isinstance(m.digit_ramp, bool), "model.digit_ramp", m.digit_ramp,
+          "must be true or false")
+    check(not m.digit_ramp or m.digit_basis is not None, "model.digit_ramp", m.digit_ramp,
+          "needs model.digit_basis (the ramp is a feature of the digit basis)")
 
     within("data.base", d.base, 2, MAX_BASE)
     within("data.operand_max", d.operand_max, 1, MAX_OPERAND)

@@ -107,14 +107,18 @@ class DigitBasis(nn.Module):
     sin 2 pi k n / B for k = 1..K), so every digit code is a sum of K circles and an
     offset; the other tokens ('+', '=', PAD) keep free rows (``special``). ``weight`` is
     the (vocab, d_model) matrix this makes, and a tied head scores against it.
-    Parameters: (2K + 1 + specials) x d_model, against vocab x d_model for a free table."""
+    With ``ramp`` the features gain 2n / (B - 1) - 1, the digit's value as a line.
+    Parameters: (2K + 1 + ramp + specials) x d_model, against vocab x d_model for a free
+    table."""
 
-    def __init__(self, vocab_size: int, d_model: int, k: int):
+    def __init__(self, vocab_size: int, d_model: int, k: int, ramp: bool = False):
         super().__init__()
         base = vocab_size - 3
-        self.register_buffer("basis", fourier_basis(base, k), persistent=False)
+        self.register_buffer("basis", fourier_basis(base, k, ramp), persistent=False)
         # rows at the norm of a normal init's rows: each feature row has squared norm k + 1
-        self.coef = nn.Parameter(torch.randn(2 * k + 1, d_model) * INIT_STD / math.sqrt(k + 1))
+        # (and at most one more with the ramp)
+        self.coef = nn.Parameter(torch.randn(2 * k + 1 + ramp, d_model) * INIT_STD
+                                 / math.sqrt(k + 1))
         self.special = nn.Parameter(torch.randn(vocab_size - base, d_model) * INIT_STD)
 
     @property
@@ -132,8 +136,8 @@ class Transformer(nn.Module):
         super().__init__()
         self.cfg = cfg
         basis = cfg.digit_basis is not None
-        self.embed = (DigitBasis(cfg.vocab_size, cfg.d_model, cfg.digit_basis) if basis
-                      else nn.Embedding(cfg.vocab_size, cfg.d_model))
+        self.embed = (DigitBasis(cfg.vocab_size, cfg.d_model, cfg.digit_basis, cfg.digit_ramp)
+                      if basis else nn.Embedding(cfg.vocab_size, cfg.d_model))
         self.drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
         self.ln_f = make_norm(cfg)
@@ -193,13 +197,17 @@ def fourier_digits(base: int, d_model: int, scale: float = INIT_STD) -> torch.Te
     return (rows * scale * math.sqrt(2)).float()
 
 
-def fourier_basis(base: int, k: int) -> torch.Tensor:
-    """(base, 2k + 1): for digit n, 1 and (cos, sin)(2 pi j n / base) for j = 1..k."""
+def fourier_basis(base: int, k: int, ramp: bool = False) -> torch.Tensor:
+    """(base, 2k + 1 [+ 1]): for digit n, 1 and (cos, sin)(2 pi j n / base) for j = 1..k,
+    then with ``ramp`` 2n / (base - 1) - 1."""
     n = torch.arange(base, dtype=torch.float64)[:, None]
     j = torch.arange(1, k + 1, dtype=torch.float64)[None, :]
     angle = 2 * math.pi * j * n / base
     pairs = torch.stack([angle.cos(), angle.sin()], dim=-1).reshape(base, 2 * k)
-    return torch.cat((torch.ones(base, 1, dtype=torch.float64), pairs), dim=1).float()
+    columns = [torch.ones(base, 1, dtype=torch.float64), pairs]
+    if ramp:
+        columns.append(2 * n / (base - 1) - 1)
+    return torch.cat(columns, dim=1).float()
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -312,3 +312,13 @@ def test_digit_basis_fixes_the_circles_so_a_fourier_start_is_refused():
     assert str(err.value).startswith("exp.yaml: model.embed_init = 'fourier': must be normal "
                                      "when model.digit_basis is set")
     assert from_dict({"model": {"digit_basis": 4}}).model.digit_basis == 4
+
+
+def test_digit_ramp_needs_a_digit_basis_and_a_boolean():
+    for model, rule in (({"digit_ramp": True}, "needs model.digit_basis"),
+                        ({"digit_basis": 4, "digit_ramp": "yes"}, "must be true or false")):
+        with pytest.raises(ConfigError) as err:
+            from_dict({"model": model}, source="exp.yaml")
+        assert str(err.value).startswith("exp.yaml: model.digit_ramp = ")
+        assert rule in str(err.value) and "\n" not in str(err.value)
+    assert from_dict({"model": {"digit_basis": 4, "digit_ramp": True}}).model.digit_ramp

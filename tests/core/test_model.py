@@ -192,6 +192,23 @@ def test_digit_basis_makes_digit_rows_from_circles_and_counts_what_it_learns(tie
     assert model.embed.coef.grad.abs().sum() > 0
 
 
+def test_digit_ramp_adds_the_digit_value_as_one_more_feature():
+    small = dict(d_model=8, n_layers=2, n_heads=2, d_ff=16, tie_embeddings=True, bias=True,
+                 head_bias=False, norm="rmsnorm", dropout=0.0, digit_basis=3)
+    circles = Transformer(ModelConfig(**small))
+    model = Transformer(ModelConfig(**small, digit_ramp=True))
+    assert count_parameters(model) == count_parameters(circles) + 8  # one row of coef
+    e, coef = model.embed.weight.detach(), model.embed.coef.detach()
+    for n, line in ((0, -1.0), (99, 1.0), (37, 2 * 37 / 99 - 1)):
+        angles = torch.tensor([2 * math.pi * k * n / 100 for k in (1, 2, 3)])
+        feats = torch.cat([torch.ones(1), torch.stack([angles.cos(), angles.sin()], 1).flatten(),
+                           torch.tensor([line])])
+        torch.testing.assert_close(e[n], feats @ coef)
+    # the ramp's row is what separates digits 99 and 0, neighbours on every circle
+    without = e[:100] - model.embed.basis[:, -1:] * coef[-1]
+    torch.testing.assert_close(e[99] - e[0] - (without[99] - without[0]), 2 * coef[-1])
+
+
 def test_digit_basis_model_saves_loads_and_predicts_through_the_same_code(tmp_path):
     from addray.core.checkpoint import load_model, save_checkpoint
     from addray.core.config import ExperimentConfig
