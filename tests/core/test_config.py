@@ -77,6 +77,12 @@ def test_smallest_config_is_under_2000_parameters():
     assert (basis.data, basis.training, basis.optimizer) == (
         smallest.data, smallest.training, smallest.optimizer)
     assert count_parameters(Transformer(basis.model)) == 1952
+    # the same with the ramp beside the circles: one more row of 8
+    ramp = load_config("configs/smallest_ramp.yaml")
+    assert dataclasses.replace(ramp.model, digit_ramp=False) == basis.model
+    assert (ramp.data, ramp.training, ramp.optimizer) == (
+        basis.data, basis.training, basis.optimizer)
+    assert count_parameters(Transformer(ramp.model)) == 1960
 
 
 def test_tuned_config_loads():
