@@ -120,6 +120,20 @@ def test_the_plan_says_when_nothing_can_be_pruned(tmp_path, lrs, prunable):
     assert ("none will be pruned" not in plan.pruning) == prunable
 
 
+def named_running(tune_dir, done):
+    """The folders of unfinished trials (ids not in ``done``) with a checkpoint on disk
+    that the newest experiment state in ``tune_dir`` names (its pickled checkpoint paths,
+    as hex in the JSON, hold ``<trial folder>/checkpoint_``)."""
+    states = sorted(tune_dir.glob("experiment_state-*.json"))
+    try:
+        text = states[-1].read_text() if states else ""
+    except OSError:
+        return []
+    return [t for t in sorted(tune_dir.iterdir()) if t.is_dir() and any(t.glob("checkpoint_*"))
+            and "_".join(t.name.rsplit("_", 2)[1:]) not in done
+            and f"{t.name}/checkpoint_".encode().hex() in text]
+
+
 def test_sigkill_driver_then_resume(tmp_path):
     # no pruning and no early stopping: every trial must reach step 120
     args = ["--smoke-test", "--configs", "reference", "--results", str(tmp_path),
@@ -130,10 +144,12 @@ def test_sigkill_driver_then_resume(tmp_path):
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         # kill once a trial has finished and another is mid-way (checkpointed at >= 20)
+        # with Tune's saved state naming a checkpoint of it
         def one_done_one_running():
             done = {r["trial_id"] for r in rows(study / "trials.csv")}
             return bool(done) and any(c["trial_id"] not in done and int(c["step"]) >= 20
-                                      for c in rows(study / "curves.csv"))
+                                      for c in rows(study / "curves.csv")) \
+                and bool(named_running(study / "tune", done))
 
         wait_for(one_done_one_running, 240, "a finished trial and a running one")
     finally:
@@ -145,18 +161,19 @@ def test_sigkill_driver_then_resume(tmp_path):
         progress[c["trial_id"]] = max(progress.get(c["trial_id"], 0), int(c["step"]))
     # the kill as it lands in Tune's window (seen in CI): a trial's newest checkpoint
     # written, its previous one deleted, the state naming the new one not yet saved
-    moved = []
-    for trial in (study / "tune").iterdir():
-        saved = sorted(trial.glob("checkpoint_*")) if trial.is_dir() else []
-        if saved and "_".join(trial.name.rsplit("_", 2)[1:]) not in before:
-            index = int(saved[-1].name.split("_")[1])
-            saved[-1].rename(trial / f"checkpoint_{index + 1:06d}")
-            moved.append(trial.name)
-    assert moved, "the running trial has a checkpoint"
+    # (only for trials the state restores from a checkpoint: one that had just written
+    # its first when the driver died restarts from nothing, as Tune's state says)
+    moved = named_running(study / "tune", set(before))
+    for trial in moved:
+        saved = sorted(trial.glob("checkpoint_*"))
+        index = int(saved[-1].name.split("_")[1])
+        saved[-1].rename(trial / f"checkpoint_{index + 1:06d}")
+    assert moved, "the running trial has a checkpoint its saved state names"
     proc = run_script("phase1.py", *args, "--resume")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert all(f"trial {name} resumes from its newest checkpoint" in proc.stdout
-               for name in moved), proc.stdout[-3000:]
+    said = [line for line in proc.stdout.splitlines() if "resumes from" in line]
+    assert all(any(f"trial {t.name} resumes from its newest checkpoint" in line
+                   for line in said) for t in moved), ([t.name for t in moved], said)
     after = sf.read_trials(study)
     assert len(after) == 4 and len({r["trial_id"] for r in after}) == 4
     for r in after:
