@@ -22,8 +22,9 @@ COMMITTED = ["results/reference/tuned_phase1_lower/checkpoint.pt",
              # configs/smallest_basis.yaml (1,952 parameters: digits on 4 circles), seeds 0, 2
              "results/reference/phase3/verification/smallest-basis/seed0.pt",
              "results/reference/phase3/verification/smallest-basis/seed2.pt",
-             # configs/smallest_ramp.yaml (1,960 parameters: 4 circles and a ramp), seeds 1, 3
+             # configs/smallest_ramp.yaml (1,960 parameters: 4 circles and a ramp), seeds 1-3
              "results/reference/phase3/verification/smallest-ramp/seed1.pt",
+             "results/reference/phase3/verification/smallest-ramp/seed2.pt",
              "results/reference/phase3/verification/smallest-ramp/seed3.pt"]
 
 BOUNDARY_MISS = "results/reference/phase3/verification/smallest-blockbias/seed2.pt"

@@ -83,6 +83,11 @@ def test_smallest_config_is_under_2000_parameters():
     assert (ramp.data, ramp.training, ramp.optimizer) == (
         basis.data, basis.training, basis.optimizer)
     assert count_parameters(Transformer(ramp.model)) == 1960
+    # the same with a first stage of 400,000 steps, the same fine-tune after it
+    slow = load_config("configs/smallest_ramp_400k.yaml")
+    assert (slow.model, slow.data, slow.optimizer) == (ramp.model, ramp.data, ramp.optimizer)
+    assert dataclasses.replace(slow.training, max_steps=330_000) == ramp.training
+    assert slow.training.max_steps - slow.training.fine_tune.steps == 400_000
 
 
 def test_tuned_config_loads():
