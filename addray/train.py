@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -15,6 +16,7 @@ from addray import cli, files
 from addray.core.checkpoint import FILENAME
 from addray.core.config import load_config
 from addray.core.device import available_cpus, machine
+from addray.core.select import CANDIDATES
 from addray.core.trainer import train
 from addray.errors import StudyError
 
@@ -55,7 +57,9 @@ def overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def print_progress(m: dict[str, Any]) -> None:
-    print(f"step {m['step']:>6}  loss {m['train_loss']:.4f}  eval_loss {m['eval_loss']:.4f}  "
+    # training.select: a candidate's evaluations name its seed
+    tag = "" if "candidate" not in m else f"candidate seed {m['candidate']}  "
+    print(f"{tag}step {m['step']:>6}  loss {m['train_loss']:.4f}  eval_loss {m['eval_loss']:.4f}  "
           f"exact_match {m['exact_match']:7.2%}  worst_stratum {m['worst_stratum']:7.2%}  "
           f"boundary {m['carry_boundary']:7.2%}  edge {m['edge_cases']:7.2%}  lr {m['lr']:.2e}  "
           f"{m['examples_per_s']:>8.0f} ex/s  "
@@ -79,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
                                  f"continue it, --overwrite to replace it, or another --out")
             checkpoint.unlink(missing_ok=True)
             metrics.unlink(missing_ok=True)
+            shutil.rmtree(out / CANDIDATES, ignore_errors=True)  # training.select's
         print(f"# {cfg.name} -> {out}/\n" + yaml.safe_dump(cfg.to_dict(), sort_keys=False),
               end="")
         result = train(cfg, report=print_progress, checkpoint_dir=out,
@@ -93,6 +98,11 @@ def main(argv: list[str] | None = None) -> int:
           f"{result['carry_boundary']:.2%}, edge cases "
           f"{result['edge_cases']:.2%}, {result['params']:,} parameters, "
           f"{result['wall_seconds']:.0f}s on {result['device']}; wrote {metrics}")
+    if "selection" in result:
+        sel = result["selection"]
+        scores = ", ".join(f"seed {s} {v:.2%}" for s, v in sel["scores"].items())
+        print(f"training.select: chose seed {sel['chosen']} of {scores} (mean held-out exact "
+              f"match from step {sel['steps'] // 2} to {sel['steps']})")
     return 0
 
 

@@ -25,6 +25,7 @@ from addray.errors import ConfigError
 
 # sane upper bounds: past these a setting would exhaust memory or never finish
 MAX_SEED = 2**32 - 1
+MAX_CANDIDATES = 16
 MAX_OPERAND = 999_999
 MAX_BASE = 10_000
 MAX_TRAIN = 2_000_000
@@ -97,6 +98,22 @@ class FineTuneConfig:
 
 
 @dataclass
+class SelectConfig:
+    """The best of ``candidates`` starts: candidate i trains from the initialisation and
+    batch order of seed training.seed + SEED_STRIDE x i (candidate 0: the run's own) on
+    the run's schedule for its first ``steps`` steps; the one with the highest mean
+    held-out exact match over its evaluations from ``steps`` / 2 on goes on to
+    training.max_steps, the others are kept as candidates/seed<N>.pt. Seeds differ most
+    in how long they stay on early plateaus; this pays ``steps`` x (candidates - 1)
+    more steps to leave the slowest start behind."""
+    candidates: int = 2
+    steps: int = 60_000
+
+
+SEED_STRIDE = 1000  # training.select: the seeds of a run's candidates lie this far apart
+
+
+@dataclass
 class TrainingConfig:
     batch_size: int = 256
     learning_rate: float = 1e-4
@@ -113,6 +130,7 @@ class TrainingConfig:
     compile: str = "auto"  # auto | on | off: torch.compile the training step (auto: on CUDA)
     precision: str = "auto"  # auto | float32 | bfloat16: matmul precision (auto: bf16 on CUDA)
     fine_tune: FineTuneConfig | None = None  # a last stage (FineTuneConfig); null: none
+    select: SelectConfig | None = None  # best of several starts (SelectConfig); null: one
 
 
 @dataclass
@@ -350,6 +368,22 @@ def validate(cfg: ExperimentConfig, source: str = "<config>") -> ExperimentConfi
                   "applies to generated pairs only; must be null with data.train_file")
         check(0.0 <= ft.hard_share <= 1.0, "training.fine_tune.hard_share", ft.hard_share,
               "must be >= 0 and <= 1 (a share of each batch)")
+
+    if t.select is not None:
+        sel = t.select
+        within("training.select.candidates", sel.candidates, 2, MAX_CANDIDATES)
+        end = t.max_steps if t.fine_tune is None else t.max_steps - t.fine_tune.steps
+        check(1 <= sel.steps < end, "training.select.steps", sel.steps,
+              f"must be >= 1 and < {end}, the steps before "
+              + ("training.fine_tune" if t.fine_tune is not None else "training.max_steps"))
+        last = t.seed + SEED_STRIDE * (sel.candidates - 1)
+        check(last <= MAX_SEED, "training.select.candidates", sel.candidates,
+              f"the last candidate's seed, training.seed + {SEED_STRIDE} x (candidates - 1) "
+              f"= {last}, must be <= {MAX_SEED}")
+        check(t.early_stopping is None, "training.early_stopping", "set",
+              "must be null with training.select (candidates are compared at the same step)")
+        check(t.time_budget_s is None, "training.time_budget_s", t.time_budget_s,
+              "must be null with training.select (candidates are compared at the same step)")
 
     check(o.type == "adamw", "optimizer.type", o.type, "only adamw is supported")
     for i, beta in enumerate(o.betas):

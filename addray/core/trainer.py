@@ -147,7 +147,25 @@ def train(config: ExperimentConfig, *, report: Report | None = None,
     rungs: (clock, budgets): also evaluate at the first step whose steps, examples or
         FLOPs (the clock) reach each budget: a sweep's pruning rungs. These evaluations do
         not count towards early stopping's patience.
+
+    With training.select, the candidates are screened first (``select.train_selected``),
+    each evaluation reported with ``candidate`` (its seed), then the chosen one trains on.
     """
+    if config.training.select is not None:
+        from addray.core.select import train_selected  # here: select imports this module
+        return train_selected(config, report=report, checkpoint_dir=checkpoint_dir,
+                              resume_from=resume_from, num_threads=num_threads, rungs=rungs)
+    return run(config, report=report, checkpoint_dir=checkpoint_dir, resume_from=resume_from,
+               num_threads=num_threads, rungs=rungs)
+
+
+def run(config: ExperimentConfig, *, report: Report | None = None,
+        checkpoint_dir: str | Path | None = None, resume_from: str | Path | None = None,
+        num_threads: int | None = None, rungs: tuple[str, Sequence[float]] = ("steps", ()),
+        stop_at: int | None = None, selection: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One training run (``train`` without training.select). ``stop_at``: stop after
+    that step (evaluated and saved there) on the schedule of the whole run, status
+    still "running"; ``selection``: kept in the saved state of a fresh run."""
     t_start = time.time()
     t, d = config.training, config.data
     device = resolve_device(t.device)
@@ -171,6 +189,8 @@ def train(config: ExperimentConfig, *, report: Report | None = None,
     state: dict[str, Any] = {"step": 0, "best_exact_match": 0.0, "best_step": 0,
                              "es_best": -math.inf, "bad_evals": 0, "history": [],
                              "train_seconds": 0.0, "status": "running", "reason": ""}
+    if selection is not None:
+        state["selection"] = selection
     if resume_from is not None:
         state = _restore(resume_from, config, model, optimizer, scheduler, device)
 
@@ -200,7 +220,8 @@ def train(config: ExperimentConfig, *, report: Report | None = None,
     model.train()
     loss_sum = torch.zeros((), device=device)
     steps_since, t_interval = 0, time.time()
-    while state["step"] < t.max_steps and status == "running":
+    end = t.max_steps if stop_at is None else min(stop_at, t.max_steps)
+    while state["step"] < end and status == "running":
         tuning = ft_start is not None and state["step"] >= ft_start
         if tuning and state["step"] == ft_start:
             optimizer.state.clear()  # the fine-tune's Adam moments start afresh
@@ -226,7 +247,7 @@ def train(config: ExperimentConfig, *, report: Report | None = None,
         loss_sum += loss.detach()
         step = state["step"]
         out_of_time = t.time_budget_s is not None and time.time() - t_start >= t.time_budget_s
-        regular = step % t.check_every == 0 or step == t.max_steps or out_of_time
+        regular = step % t.check_every == 0 or step in (t.max_steps, end) or out_of_time
         if not regular and step not in extra_evals:
             continue
 
@@ -267,7 +288,7 @@ def train(config: ExperimentConfig, *, report: Report | None = None,
             measure_hard()
         loss_sum.zero_()
         steps_since, t_interval = 0, time.time()
-    if status == "running":
+    if status == "running" and state["step"] >= t.max_steps:
         status, reason = "completed", "max_steps"
 
     last = state["history"][-1] if state["history"] else {}

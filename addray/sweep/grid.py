@@ -17,7 +17,7 @@ from addray.core.config import ExperimentConfig, load_config
 from addray.core.model import Transformer, count_parameters
 from addray.core.tokens import max_example_length
 from addray.sweep.driver import StudyPlan, run_study
-from addray.sweep.options import SweepOptions, command_overrides, validate
+from addray.sweep.options import SweepOptions, command_overrides, no_select, validate
 from addray.sweep.scheduler import UNITS, RungScheduler, rung_budgets, show_budget
 
 
@@ -26,7 +26,7 @@ def build_configs(opts: SweepOptions) -> list[tuple[ExperimentConfig, float, int
     overrides = command_overrides(opts)
     out = []
     for path in opts.configs:
-        base = load_config(path, overrides)
+        base = no_select(load_config(path, overrides), path)
         for lr in opts.lrs or [base.training.learning_rate]:
             for i in range(opts.seeds):
                 cfg = load_config(path, {**overrides, "training.learning_rate": lr,

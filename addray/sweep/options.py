@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from addray import study_files as sf
+from addray.core.config import ExperimentConfig
 from addray.errors import ConfigError, StudyError
 
 MAX_TRIALS = 2_000  # trials in one study: more is a typo, and would take minutes to plan
@@ -88,6 +89,17 @@ def command_overrides(opts: SweepOptions) -> dict[str, Any]:
         overrides["training.check_every"] = opts.check_every
     overrides.update(opts.overrides)
     return overrides
+
+
+def no_select(cfg: ExperimentConfig, source: Any) -> ExperimentConfig:
+    """A sweep runs each seed as its own trial, reported step by step to the scheduler;
+    training.select's screens (several runs in one) would confuse both."""
+    sel = cfg.training.select
+    if sel is not None:
+        raise ConfigError(f"{source}: training.select = {{candidates: {sel.candidates}, "
+                          f"steps: {sel.steps}}}: must be null in a sweep (its seeds are "
+                          f"trials); screen starts with python -m addray.train")
+    return cfg
 
 
 def _check(ok: bool, flag: str, value: Any, rule: str) -> None:

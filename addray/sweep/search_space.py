@@ -43,6 +43,7 @@ from addray.core.config import (
     number,
 )
 from addray.errors import ConfigError
+from addray.sweep.options import no_select
 
 # searched name -> config key (its kind is the config field's type); d_ff_mult sets
 # model.d_ff = d_ff_mult * d_model
@@ -143,8 +144,9 @@ class SearchSpace:
         return self._base
 
     def config_for(self, sample: dict[str, Any]) -> ExperimentConfig:
-        cfg = apply_overrides(self.base_config(), self.overrides(sample),
-                              source=f"{self.source} (space allows {sample})")
+        source = f"{self.source} (space allows {sample})"
+        cfg = no_select(apply_overrides(self.base_config(), self.overrides(sample),
+                                        source=source), source)
         cfg.name = arch_name(cfg)
         return cfg
 

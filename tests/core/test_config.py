@@ -88,6 +88,11 @@ def test_smallest_config_is_under_2000_parameters():
     assert (slow.model, slow.data, slow.optimizer) == (ramp.model, ramp.data, ramp.optimizer)
     assert dataclasses.replace(slow.training, max_steps=330_000) == ramp.training
     assert slow.training.max_steps - slow.training.fine_tune.steps == 400_000
+    # the same with the best of two starts, screened over its first 60,000 steps
+    best = load_config("configs/smallest_ramp_select.yaml")
+    assert (best.model, best.data, best.optimizer) == (ramp.model, ramp.data, ramp.optimizer)
+    assert dataclasses.replace(best.training, select=None) == ramp.training
+    assert (best.training.select.candidates, best.training.select.steps) == (2, 60_000)
 
 
 def test_tuned_config_loads():

@@ -14,7 +14,7 @@ import ray.cloudpickle
 
 from addray import study_files as sf
 from addray.core.device import cpu_model
-from addray.errors import ClusterError
+from addray.errors import ClusterError, ConfigError
 from addray.sweep.grid import build_configs, plan_grid, run_grid
 from addray.sweep.options import SweepOptions
 from tests.conftest import CONFIGS, ROOT, SWEEPS, kill_tree, rows, run_script, wait_for
@@ -110,6 +110,14 @@ def test_trials_cover_configs_seeds_and_lrs(tmp_path):
                                                       (1, 3e-3)}
     # seeds differ in the trainer's seed, not only in the label
     assert {cfg.training.seed for cfg, _, _ in combos} == {0, 1}
+
+
+def test_a_config_with_select_is_refused_by_a_sweep(tmp_path):
+    opts = _small_opts(tmp_path, overrides={"training.early_stopping": None,
+                                            "training.select": {"candidates": 2, "steps": 5}})
+    with pytest.raises(ConfigError, match=r"phase1_tiny.yaml: training.select = "
+                       r"\{candidates: 2, steps: 5\}: must be null in a sweep"):
+        build_configs(opts)
 
 
 @pytest.mark.parametrize("lrs,prunable", [([1e-3, 3e-3, 1e-2], True), ([3e-3, 1e-2], False)])

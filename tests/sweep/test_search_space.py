@@ -106,6 +106,9 @@ def _write(tmp_path: Path, text: str) -> Path:
      "space.learning_rate.low = nan: must be a finite number"),
     ("base: base.yaml\nspace: {d_model: {low: 8, high: 4000}, d_ff: {low: 1, high: 4000}}\n",
      "shapes, more than 100,000"),
+    ("base: base.yaml\nfixed: {training.early_stopping: null, training.select: "
+     "{candidates: 2, steps: 5}}\nspace: {d_model: {choices: [16]}}\n",
+     "training.select = {candidates: 2, steps: 5}: must be null in a sweep"),
 ])
 def test_bad_space_fails_loudly(tmp_path, text, expected):
     path = _write(tmp_path, text)
