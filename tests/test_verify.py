@@ -11,12 +11,19 @@ import torch
 from addray.core.checkpoint import load_checkpoint, save_checkpoint
 
 ROOT = Path(__file__).resolve().parent.parent
-# phase 3's best.pt (seed 0) passed until verify tested the carry boundary; seed 1 passes;
-# the last: configs/smallest_carry.yaml's seed 2 (2,000 parameters)
+# committed models that pass verify (results/README.md says what each is)
 COMMITTED = ["results/reference/tuned_phase1_lower/checkpoint.pt",
-             # configs/smallest.yaml (2,000 parameters), seeds 0 and 2
+             # configs/smallest.yaml (1,960 parameters: 4 circles and a ramp, the best of
+             # two starts), seeds 0, 1 and 2
              "results/reference/phase3/best.pt",
+             "results/reference/phase3/seed1.pt",
              "results/reference/phase3/seed2.pt",
+             # and seeds 3 and 4, run after
+             "results/reference/phase3/verification/smallest-ramp-select/seed3.pt",
+             "results/reference/phase3/verification/smallest-ramp-select/seed4.pt",
+             # configs/smallest_finetune.yaml (2,000 parameters), seeds 0 and 2
+             "results/reference/phase3/earlier/2000/best.pt",
+             "results/reference/phase3/earlier/2000/seed2.pt",
              # configs/smallest_nobias.yaml (1,888 parameters), seed 1
              "results/reference/phase3/earlier/1888/seed1.pt",
              # configs/smallest_basis.yaml (1,952 parameters: digits on 4 circles), seeds 0, 2

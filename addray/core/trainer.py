@@ -265,7 +265,11 @@ def run(config: ExperimentConfig, *, report: Report | None = None,
                            worst_stratum=0.0, carry_boundary=0.0, edge_cases=0.0, strata={})
         else:
             metrics.update(evaluate(model, held, t.eval_batch_size, device, t.precision))
-            status, reason = _early_stop(state, metrics, t, counts=regular)
+            # held-out exact match 1.0 ends a run only in its last stage: the fine-tune
+            # settles what a held-out set of this size barely tests (the carry boundary)
+            last_stage = ft_start is None or step > ft_start
+            status, reason = _early_stop(state, metrics, t, counts=regular,
+                                         perfect_stops=last_stage)
             if status == "running" and step >= t.max_steps:
                 status, reason = "completed", "max_steps"
             elif status == "running" and out_of_time:
@@ -319,13 +323,14 @@ def _fine_tune_set(config: ExperimentConfig, train_set: TokenizedSet) -> Tokeniz
 
 
 def _early_stop(state: dict[str, Any], metrics: dict[str, Any], t: TrainingConfig,
-                counts: bool = True) -> tuple[str, str]:
+                counts: bool = True, perfect_stops: bool = True) -> tuple[str, str]:
     """Update best/patience counters; return (status, reason). An evaluation that does
-    not ``count`` (an extra one at a pruning rung) leaves patience as it is."""
+    not ``count`` (an extra one at a pruning rung) leaves patience as it is; exact match
+    1.0 stops the run only if ``perfect_stops`` (not before a fine-tune)."""
     em = metrics["exact_match"]
     if em > state["best_exact_match"]:
         state["best_exact_match"], state["best_step"] = em, metrics["step"]
-    if em >= 1.0:
+    if em >= 1.0 and perfect_stops:
         return "early_stopped", "exact_match reached 1.0"
     es = t.early_stopping
     if es is None or not counts:

@@ -210,6 +210,24 @@ def test_early_stopping_on_patience():
     assert "no gain" in result["stop_reason"]
 
 
+def test_a_perfect_held_out_score_does_not_skip_the_fine_tune(monkeypatch):
+    real = trainer.evaluate
+
+    def perfect(*args, **kwargs):
+        return {**real(*args, **kwargs), "exact_match": 1.0}
+
+    monkeypatch.setattr(trainer, "evaluate", perfect)
+    steps = {"max_steps": 40, "check_every": 10, "compile": "off"}
+    plain = train(small_config(training=steps), num_threads=1)
+    assert plain["status"] == "early_stopped" and plain["steps"] == 10
+    # the first stage ends at step 20; 1.0 there and before it does not stop the run,
+    # the first evaluation inside the fine-tune does
+    tuned = train(small_config(training={**steps, "fine_tune": {"steps": 20}}), num_threads=1)
+    assert [m["step"] for m in tuned["history"]] == [10, 20, 30]
+    assert tuned["status"] == "early_stopped" and tuned["stop_reason"] == (
+        "exact_match reached 1.0")
+
+
 def test_non_finite_loss_ends_as_diverged(monkeypatch):
     class Exploding(trainer.Transformer):
         def forward(self, idx):

@@ -120,8 +120,8 @@ def test_bad_space_fails_loudly(tmp_path, text, expected):
 
 
 def test_head_bias_and_the_data_mix_are_searchable(tmp_path):
-    # the levers of configs/smallest.yaml: no bias in the tied head, pairs at the carry
-    # decision and at the operand boundaries
+    # the levers of configs/smallest_finetune.yaml: no bias in the tied head, pairs at the
+    # carry decision and at the operand boundaries
     path = _write(tmp_path, "base: base.yaml\nspace:\n  bias: {choices: [true]}\n"
                             "  head_bias: {choices: [false, true]}\n"
                             "  carry_share: {low: 0.0, high: 0.3}\n"
