@@ -57,8 +57,9 @@ def overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def print_progress(m: dict[str, Any]) -> None:
-    # training.select: a candidate's evaluations name its seed
-    tag = "" if "candidate" not in m else f"candidate seed {m['candidate']}  "
+    # training.select: a screened candidate's evaluations name its seed, then the chosen's
+    role = next((r for r in ("candidate", "chosen") if r in m), None)
+    tag = "" if role is None else f"{role} seed {m[role]}  "
     print(f"{tag}step {m['step']:>6}  loss {m['train_loss']:.4f}  eval_loss {m['eval_loss']:.4f}  "
           f"exact_match {m['exact_match']:7.2%}  worst_stratum {m['worst_stratum']:7.2%}  "
           f"boundary {m['carry_boundary']:7.2%}  edge {m['edge_cases']:7.2%}  lr {m['lr']:.2e}  "

@@ -39,6 +39,21 @@ def test_train_writes_metrics_and_checkpoint(tmp_path):
     assert load_checkpoint(out)["state"]["step"] == 20
 
 
+def test_progress_names_each_start_of_a_selection(tmp_path):
+    cfg = _small_yaml(tmp_path)
+    cfg.write_text(cfg.read_text().replace(
+        "check_every: 10}", "check_every: 10, seed: 3, early_stopping: null,"
+        " time_budget_s: null, select: {candidates: 2, steps: 10}}"))
+    out = tmp_path / "run"
+    proc = _run(str(cfg), "--out", str(out), "--threads", "1")
+    assert proc.returncode == 0, proc.stderr
+    chosen = json.loads((out / "metrics.json").read_text())["selection"]["chosen"]
+    lines = [line for line in proc.stdout.splitlines() if "exact_match" in line]
+    assert [line.split("  step")[0] for line in lines] == [
+        "candidate seed 3", "candidate seed 1003", f"chosen seed {chosen}"]
+    assert f"training.select: chose seed {chosen} of seed 3 " in proc.stdout
+
+
 def test_resume_continues_from_checkpoint(tmp_path):
     out = tmp_path / "run"
     assert _run(str(_small_yaml(tmp_path)), "--out", str(out), "--threads", "1").returncode == 0

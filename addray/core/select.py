@@ -79,7 +79,7 @@ def train_selected(config: ExperimentConfig, *, report: Report | None = None,
             if record["chosen"] is not None or str(seed) in record["scores"]:
                 continue
             record["current"] = seed
-            tagged = None if report is None else _tagged(report, seed)
+            tagged = None if report is None else _tagged(report, seed, "candidate")
             result = run(with_seed(config, seed), report=tagged, checkpoint_dir=folder,
                          resume_from=resume,
                          num_threads=num_threads, rungs=rungs, stop_at=sel.steps,
@@ -98,7 +98,8 @@ def train_selected(config: ExperimentConfig, *, report: Report | None = None,
             payload["state"]["selection"] = dict(record)
             ckpt.save_checkpoint(main, payload)
             resume = main
-        result = run(with_seed(config, record["chosen"]), report=report,
+        chosen = None if report is None else _tagged(report, record["chosen"], "chosen")
+        result = run(with_seed(config, record["chosen"]), report=chosen,
                      checkpoint_dir=folder, resume_from=resume, num_threads=num_threads,
                      rungs=rungs)
     result["wall_seconds"] += wall
@@ -107,5 +108,6 @@ def train_selected(config: ExperimentConfig, *, report: Report | None = None,
     return result
 
 
-def _tagged(report: Report, seed: int) -> Report:
-    return lambda metrics: report({**metrics, "candidate": seed})
+def _tagged(report: Report, seed: int, role: str) -> Report:
+    """Each evaluation names its seed: as ``candidate`` in a screen, ``chosen`` after."""
+    return lambda metrics: report({**metrics, role: seed})

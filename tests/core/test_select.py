@@ -15,7 +15,7 @@ from tests.conftest import small_config
 # two candidates screened for 20 steps of a 40-step run, evaluated every 5 steps
 SELECT = {"max_steps": 40, "check_every": 5, "seed": 3,
           "select": {"candidates": 2, "steps": 20}}
-VOLATILE = ("examples_per_s", "elapsed_s", "candidate")
+VOLATILE = ("examples_per_s", "elapsed_s", "candidate", "chosen")
 
 
 class Interrupt(Exception):
@@ -43,7 +43,8 @@ def test_selected_run_is_the_run_of_the_chosen_seed(tmp_path):
     cfg = small_config(training=SELECT)
     seen = []
     result = train(cfg, checkpoint_dir=tmp_path / "sel", num_threads=1,
-                   report=lambda m: seen.append((m.get("candidate"), m["step"])))
+                   report=lambda m: seen.append((m.get("candidate"), m.get("chosen"),
+                                                 m["step"])))
     sel = result["selection"]
     # each candidate's screen as its own plain run would have it, scored as documented
     plain = {}
@@ -63,10 +64,10 @@ def test_selected_run_is_the_run_of_the_chosen_seed(tmp_path):
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
     assert a["state"]["selection"]["chosen"] == sel["chosen"]
     assert result["config"]["training"]["seed"] == 3 and result["steps"] == 40
-    # progress: both screens tagged with their seed, then the chosen run untagged
-    assert seen == ([(3, s) for s in (5, 10, 15, 20)]
-                    + [(3 + SEED_STRIDE, s) for s in (5, 10, 15, 20)]
-                    + [(None, s) for s in (25, 30, 35, 40)])
+    # progress: both screens tagged with their seed, then the chosen run with its own
+    assert seen == ([(3, None, s) for s in (5, 10, 15, 20)]
+                    + [(3 + SEED_STRIDE, None, s) for s in (5, 10, 15, 20)]
+                    + [(None, sel["chosen"], s) for s in (25, 30, 35, 40)])
 
 
 @pytest.mark.parametrize("crash_at", [("candidate", 3 + SEED_STRIDE, 10),
