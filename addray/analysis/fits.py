@@ -42,6 +42,7 @@ class LogisticFit:
     rms: float = 0.0  # RMS residual of the uncensored points
     sizes: dict[float, tuple[float, bool]] = field(default_factory=dict)  # N -> (mean, cut)
     ci: dict[str, tuple[float, float]] = field(default_factory=dict)  # 95%: k, n50, n99
+    boot: list[tuple[float, float, float]] = field(default_factory=list)  # (k, x50, ceiling)
 
     def params_for(self, level: float) -> float:
         """Parameters at which the curve reaches ``level`` (inf if it never does)."""
@@ -59,6 +60,16 @@ class LogisticFit:
 
     def predict(self, params: np.ndarray) -> np.ndarray:
         return logistic(np.log10(params), self.k, self.log10_n50, self.ceiling)
+
+    def band(self, params: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The 95% band of the curve at ``params``: the 2.5th and 97.5th percentiles of
+        the bootstrap curves (the curve itself twice when there are none)."""
+        x = np.log10(np.asarray(params, dtype=float))
+        if not self.boot:
+            mid = self.predict(10 ** x)
+            return mid, mid
+        curves = np.array([logistic(x, k, x50, c) for k, x50, c in self.boot])
+        return np.percentile(curves, 2.5, axis=0), np.percentile(curves, 97.5, axis=0)
 
     def why_not(self, level: float) -> str | None:
         """None if the measured sizes bracket ``level`` (some size below it, some at or
@@ -140,6 +151,7 @@ def fit_logistic(params: np.ndarray, accuracy: np.ndarray, censored: np.ndarray 
     if samples:
         boots = [LogisticFit(float(s[0]), float(s[1]), float(s[2]) if ceiling else 1.0, 0, 0)
                  for s in samples]
+        fit.boot = [(b.k, b.log10_n50, b.ceiling) for b in boots]
         for name in ("k", "n50", "n99"):
             values = np.array([getattr(b, name) for b in boots], dtype=float)
             # no interpolation at the bounds: N99 may be inf (never reached) in some samples

@@ -111,6 +111,10 @@ def fit_section(doc: Doc, res: Results, out: Path) -> LogisticFit | None:
         # the curve is drawn only over the measured sizes, and only when it fits them
         xs = np.logspace(np.log10(t["params"].min()), np.log10(t["params"].max()))
         ax.plot(xs, fit.predict(xs), "k--", label="logistic fit")
+        low, high = fit.band(xs)
+        ax.fill_between(xs, low, high, color="k", alpha=0.12, lw=0,
+                        label="95% band (bootstrap)")
+        _level_markers(ax, fit)
         doc.p(f"Logistic fit in log10(parameters) over {fit.n_points} trials, each config "
               f"at its best learning rate ({fit.n_censored} stopped early, counted as lower "
               f"bounds): slope k = {fit.k:.2f}, RMS residual {fit.rms:.3f}. "
@@ -120,6 +124,21 @@ def fit_section(doc: Doc, res: Results, out: Path) -> LogisticFit | None:
     _save_size_plot(fig, ax, out / "fit.png", "held-out exact match")
     doc.image("fit.png", "exact match vs parameters")
     return fit
+
+
+def _level_markers(ax: plt.Axes, fit: LogisticFit) -> None:
+    """N50 and N99 where the measured sizes bracket them: a point on the curve with its
+    95% interval as a horizontal bar, named in the legend."""
+    for name, level, color in (("N50", 0.5, "tab:red"), ("N99", 0.99, "tab:purple")):
+        if fit.why_not(level) is not None:
+            continue
+        n = fit.params_for(level)
+        low, high = fit.ci.get(name.lower(), (math.nan, math.nan))
+        if not (math.isfinite(n) and math.isfinite(low) and math.isfinite(high)):
+            continue
+        ax.errorbar([n], [level], xerr=[[n - low], [high - n]], fmt="D", color=color,
+                    capsize=4, ms=6, zorder=5,
+                    label=f"{name} = {count(n)} (95% CI {count(low)}–{count(high)})")
 
 
 def _save_size_plot(fig: plt.Figure, ax: plt.Axes, path: Path, ylabel: str) -> None:

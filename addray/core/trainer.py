@@ -16,6 +16,7 @@ runs the same weights eagerly.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -27,7 +28,7 @@ import torch.nn.functional as F
 
 from addray.core import checkpoint as ckpt
 from addray.core.batches import TokenizedSet
-from addray.core.config import ExperimentConfig, SchedulerConfig, TrainingConfig
+from addray.core.config import DataConfig, ExperimentConfig, SchedulerConfig, TrainingConfig
 from addray.core.data import load_data
 from addray.core.device import autocast, available_cpus, resolve_device
 from addray.core.evaluate import HeldOut, evaluate
@@ -173,14 +174,12 @@ def run(config: ExperimentConfig, *, report: Report | None = None,
         torch.set_num_threads(num_threads or available_cpus())
     torch.manual_seed(t.seed)
 
-    data = load_data(d)
-    if t.batch_size > len(data.train):
+    train_set, held = prepared_data(d)
+    if t.batch_size > len(train_set):
         raise ConfigError(f"training.batch_size = {t.batch_size}: must be <= the "
-                          f"{len(data.train)} training examples")
-    train_set = TokenizedSet(data.train, Vocab(d.base))
+                          f"{len(train_set)} training examples")
     stages = [train_set, _fine_tune_set(config, train_set)]
     ft_start = fine_tune_start(t)
-    held = HeldOut(data.test, data.n_uniform, d.operand_max, d.base)
 
     model = Transformer(config.model).to(device)
     optimizer = make_optimizer(model, config, device)
@@ -310,6 +309,26 @@ def run(config: ExperimentConfig, *, report: Report | None = None,
         "threads": torch.get_num_threads() if device.type == "cpu" else 0,
         "config": config.to_dict(), "history": state["history"],
     }
+
+
+_PREPARED: dict[str, tuple[TokenizedSet, HeldOut]] = {}
+
+
+def prepared_data(d: DataConfig) -> tuple[TokenizedSet, HeldOut]:
+    """The training pairs as tensors and the held-out set of a data config. Generated
+    data is kept for the next run in this process with the same data config (a study's
+    trials of one recipe share it: 2 s a trial saved on one CPU core); neither object
+    is changed by training. Data read from files is read again every time."""
+    key = json.dumps(dataclasses.asdict(d), sort_keys=True)
+    if d.train_file is None and key in _PREPARED:
+        return _PREPARED[key]
+    data = load_data(d)
+    out = (TokenizedSet(data.train, Vocab(d.base)),
+           HeldOut(data.test, data.n_uniform, d.operand_max, d.base))
+    if d.train_file is None:
+        _PREPARED.clear()  # one data config at a time: a study uses one
+        _PREPARED[key] = out
+    return out
 
 
 def _fine_tune_set(config: ExperimentConfig, train_set: TokenizedSet) -> TokenizedSet:

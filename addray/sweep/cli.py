@@ -41,6 +41,12 @@ class Preset:
     configs: list[str]
     about: str
     lrs: list[float] | None = None  # None: each config's own learning rate
+    # a grid per config (file name without .yaml -> rates), for configs whose best rates
+    # differ; those it does not name use ``lrs``
+    config_lrs: dict[str, list[float]] = field(default_factory=dict)
+    screen: bool = False  # the rates on the first seed, the other seeds at the best one
+    floor: float | None = None  # rungs stop only settings below this score (None: ASHA)
+    grace_period: int = 2  # evaluations before the first rung
     overrides: dict[str, Any] = field(default_factory=dict)
     compare: str = "all"
     seeds_gpu: int = 1  # seeds when the study runs on GPUs
@@ -65,6 +71,10 @@ def parser(study: str, description: str, presets: dict[str, Preset] | None = Non
                        "scaling sets)")
         g.add_argument("--lr", type=_floats, help="learning-rate grid, e.g. 1e-4,1e-3,3e-3 "
                        "(default: the set's grid, or each config's own)")
+        g.add_argument("--screen", action=argparse.BooleanOptionalAction, default=None,
+                       help="train each config's learning rates on its first seed, then its "
+                       "other seeds only at the rate that ended best there (the others are "
+                       "pruned before they start, named in trials.csv); default: the set's")
     g.add_argument("--max-steps", type=cli.bounded(int, 1, 10**9),
                    help="override training.max_steps of every config")
     g.add_argument("--check-every", type=cli.bounded(int, 1, 10**9),
@@ -99,10 +109,16 @@ def parser(study: str, description: str, presets: dict[str, Preset] | None = Non
         s.add_argument("--compare", choices=COMPARE, help="prune against all trials, or only "
                        "against trials of the same config (its learning rates and seeds); "
                        "default: the set's")
+    if presets:
+        s.add_argument("--floor", type=cli.bounded(float, 0, 0.999), help="instead of "
+                       "comparing settings at a rung, stop only those whose mean score "
+                       "there is below this (e.g. 0.001: not yet learning); default: the "
+                       "set's, else ASHA's comparison")
     s.add_argument("--no-prune", dest="prune", action="store_false",
                    help="no pruning: every trial runs its whole budget")
-    s.add_argument("--grace-period", type=cli.bounded(int, 1, 10**6), default=2,
-                   help="evaluations before a trial may be pruned")
+    s.add_argument("--grace-period", type=cli.bounded(int, 1, 10**6),
+                   help="evaluations before a trial may be pruned (default: the set's, "
+                   "else 2)")
     s.add_argument("--reduction-factor", type=cli.bounded(int, 2, 100), default=3,
                    help="keep the best 1/N at each rung")
     s.add_argument("--max-failures", type=cli.bounded(int, 0, 100), default=2,
@@ -120,7 +136,7 @@ def common_options(args: argparse.Namespace) -> dict[str, Any]:
         gpus_per_trial=args.gpus_per_trial, cpus_per_trial=args.cpus_per_trial,
         address=args.address, max_steps=args.max_steps, check_every=args.check_every,
         overrides=dict(args.overrides), metric=args.metric, budget=args.budget,
-        prune=args.prune, grace_period=args.grace_period,
+        prune=args.prune, grace_period=args.grace_period or 2,
         reduction_factor=args.reduction_factor, max_failures=args.max_failures,
         resume=args.resume, dashboard=args.dashboard, dashboard_host=args.dashboard_host,
         smoke_test=args.smoke_test, command=command_line())
@@ -169,12 +185,18 @@ def grid_options(args: argparse.Namespace, presets: dict[str, Preset]) -> SweepO
         preset = Preset(configs=files, about="")
     seeds = args.seeds or (preset.seeds_gpu if on_gpus(args) else preset.seeds_cpu)
     lrs = args.lr or preset.lrs
+    config_lrs = {} if args.lr else preset.config_lrs
     if args.smoke_test:  # the whole path, quickly: one learning rate and one seed
         seeds, lrs = args.seeds or 1, args.lr or (preset.lrs or [None])[:1]
         lrs = None if lrs == [None] else lrs
-    return SweepOptions(configs=preset.configs, seeds=seeds, lrs=lrs,
-                        compare=args.compare or preset.compare, recipe=preset.overrides,
-                        **common)
+        config_lrs = {k: v[:1] for k, v in config_lrs.items()}
+    if args.grace_period is None:
+        common["grace_period"] = preset.grace_period
+    screen = preset.screen if args.screen is None else args.screen
+    floor = preset.floor if args.floor is None else args.floor
+    return SweepOptions(configs=preset.configs, seeds=seeds, lrs=lrs, config_lrs=config_lrs,
+                        screen=screen, floor=floor, compare=args.compare or preset.compare,
+                        recipe=preset.overrides, **common)
 
 
 def main(study: str, presets: dict[str, Preset], description: str,

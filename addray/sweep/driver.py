@@ -215,3 +215,11 @@ def print_summary(rows: list[dict[str, str]], study_dir: Path) -> None:
     errored = sum(r["status"] == "errored" for r in rows)
     print(f"addray: {len(rows)} trials recorded in {study_dir / 'trials.csv'}"
           + (f"; {errored} errored (see their error column)" if errored else ""))
+    cut = [r for r in rows if r["status"] == "time_limit"]
+    if cut:
+        # the time budget is a safety net: when it fires, a scaling point is a lower bound
+        names = ", ".join(f"{r['config']} seed {r['seed']} lr {float(r['lr']):g}"
+                          for r in cut)
+        print(f"addray: WARNING: {len(cut)} trial(s) ran out of training.time_budget_s "
+              f"before their steps ({names}); their exact match is a lower bound, and the "
+              f"report shows them as such")

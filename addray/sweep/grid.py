@@ -17,17 +17,18 @@ from addray.core.config import ExperimentConfig, load_config
 from addray.core.model import Transformer, count_parameters
 from addray.core.tokens import max_example_length
 from addray.sweep.driver import StudyPlan, run_study
-from addray.sweep.options import SweepOptions, command_overrides, no_select, validate
+from addray.sweep.options import SweepOptions, command_overrides, grid_of, no_select, validate
 from addray.sweep.scheduler import UNITS, RungScheduler, rung_budgets, show_budget
 
 
 def build_configs(opts: SweepOptions) -> list[tuple[ExperimentConfig, float, int]]:
-    """(config, learning rate, seed) of every trial, each config loaded and checked."""
+    """(config, learning rate, seed) of every trial, each config loaded and checked: a
+    config's trials together, its learning rates in order, each rate's seeds in order."""
     overrides = command_overrides(opts)
     out = []
     for path in opts.configs:
         base = no_select(load_config(path, overrides), path)
-        for lr in opts.lrs or [base.training.learning_rate]:
+        for lr in grid_of(opts, path) or [base.training.learning_rate]:
             for i in range(opts.seeds):
                 cfg = load_config(path, {**overrides, "training.learning_rate": lr,
                                          "training.seed": base.training.seed + i})
@@ -48,6 +49,11 @@ def group_by_config(config: dict) -> str:
     return config["trial"]["name"]
 
 
+def is_screen(config: dict) -> bool:
+    """A config's first seed: the trial that screens its learning rate."""
+    return config["trial"].get("replica", 0) == 0
+
+
 def unit_by_setting(config: dict) -> tuple[str, float]:
     """A config at one learning rate: its seeds are judged together."""
     spec = config["trial"]
@@ -66,7 +72,9 @@ def plan_grid(opts: SweepOptions) -> StudyPlan:
     top = max(c.training.max_steps * s for (c, _, _), s in zip(combos, steps, strict=True))
     rungs = rung_budgets(top, grace, opts.reduction_factor) if opts.prune else []
     prune = {"metric": opts.metric, "clock": clock, "rungs": rungs}
+    first = {cfg.name: min(s for c, _, s in combos if c.name == cfg.name) for cfg, _, _ in combos}
     trials = [{"label": f"{cfg.name}-s{seed}-lr{lr:g}", "name": cfg.name, "seed": seed,
+               "replica": seed - first[cfg.name], "params": params[cfg.name],
                "config": cfg.to_dict(), "budget": clock, "prune": prune}
               for cfg, lr, seed in combos]
     if opts.prune:
@@ -76,14 +84,21 @@ def plan_grid(opts: SweepOptions) -> StudyPlan:
             score="prune_score", clock=clock, rungs=rungs,
             reduction_factor=opts.reduction_factor, catch_up=True,
             group=group_by_config if by_config else None, unit=unit_by_setting,
-            unit_label="setting of this config" if by_config else "setting")
+            unit_label="setting of this config" if by_config else "setting",
+            floor=opts.floor, screen=(group_by_config, is_screen) if opts.screen else None)
         where = "within each config" if by_config else "across all trials"
         shown = ", ".join(show_budget(r, clock) for r in rungs) or "none (budget below grace)"
         text = f"pruning on {opts.metric} {where}, rungs at {shown}"
+        if opts.floor is not None:
+            text = (f"pruning on {opts.metric}: at rungs of {shown} a setting is stopped "
+                    f"only below {opts.floor:g}")
+        if opts.screen:
+            text += ("; each config's learning rates screened on its first seed, its other "
+                     "seeds run only at the rate that ended best there")
         units = {(cfg.name, lr) for cfg, lr, _ in combos}  # settings: their seeds go together
         per_config = Counter(name for name, _ in units)
         settings = min(per_config.values()) if by_config else len(units)
-        if settings < opts.reduction_factor:
+        if settings < opts.reduction_factor and opts.floor is None:
             # a rung keeps the best 1/rf of the settings it compares: it needs rf of them
             text += (f" (a rung compares {settings} setting(s) {where}, fewer than "
                      f"--reduction-factor {opts.reduction_factor}: none will be pruned)")

@@ -39,6 +39,15 @@ class SweepOptions:
     configs: list[str] = field(default_factory=list)
     seeds: int = 1
     lrs: list[float] | None = None  # None: each config's own learning rate
+    # a named set's grid per config (file name without .yaml -> rates), where --lr is not
+    # given; configs it does not name use ``lrs``
+    config_lrs: dict[str, list[float]] = field(default_factory=dict)
+    # each config's rates on its first seed only, its other seeds at the rate that ended
+    # best there (the rest pruned before they start: addray.sweep.scheduler)
+    screen: bool = False
+    # a rung stops only settings whose mean score there is below this (None: ASHA's
+    # comparison with the other settings)
+    floor: float | None = None
     results: str = "results"
     gpus: float | None = None  # None: every GPU the cluster has
     gpus_per_trial: float | None = None  # None: the packing rule (addray.sweep.resources)
@@ -102,6 +111,11 @@ def no_select(cfg: ExperimentConfig, source: Any) -> ExperimentConfig:
     return cfg
 
 
+def grid_of(opts: SweepOptions, config: str) -> list[float] | None:
+    """The learning rates a config file runs at (None: the config's own rate)."""
+    return opts.config_lrs.get(Path(config).stem, opts.lrs)
+
+
 def _check(ok: bool, flag: str, value: Any, rule: str) -> None:
     if not ok:
         shown = f"{value:g}" if isinstance(value, float) else value
@@ -124,6 +138,8 @@ def validate(opts: SweepOptions) -> Path:
            "must be >= 1 and <= 1000000")
     _check(2 <= opts.reduction_factor <= 100, "--reduction-factor", opts.reduction_factor,
            "must be >= 2 and <= 100")
+    _check(opts.floor is None or 0 <= opts.floor < 1, "--floor", opts.floor,
+           "must be >= 0 and < 1 (a score: exact match)")
     _check(0 <= opts.max_failures <= 100, "--max-failures", opts.max_failures,
            "must be >= 0 and <= 100")
     for flag, value in (("--gpus", opts.gpus), ("--gpus-per-trial", opts.gpus_per_trial),
@@ -144,9 +160,10 @@ def validate(opts: SweepOptions) -> Path:
         _check(1 <= opts.seeds <= MAX_SEEDS, "--seeds", opts.seeds,
                f"must be >= 1 and <= {MAX_SEEDS}")
         _check(bool(opts.configs), "configs", opts.configs, "at least one config is needed")
-        n = len(opts.configs) * len(opts.lrs or [None]) * opts.seeds
+        rates = [len(grid_of(opts, c) or [None]) for c in opts.configs]
+        n = sum(rates) * opts.seeds
         _check(n <= MAX_TRIALS, "--seeds", opts.seeds,
-               f"{len(opts.configs)} configs x {len(opts.lrs or [None])} learning rates x "
+               f"{len(opts.configs)} configs x {max(rates)} learning rates x "
                f"{opts.seeds} seeds = {n} trials, more than {MAX_TRIALS} in one study")
     return study_dir
 
@@ -187,6 +204,7 @@ def check_state(opts: SweepOptions, study_dir: Path) -> dict[str, Any]:
 # options that define a study's trials and how they are judged: a resume must repeat them
 # (resources, retries, the dashboard, a search's trial count and time budget may change)
 _DEFINING = {"configs": "--configs", "recipe": "--configs", "seeds": "--seeds", "lrs": "--lr",
+             "config_lrs": "--lr", "screen": "--screen", "floor": "--floor",
              "max_steps": "--max-steps", "check_every": "--check-every", "overrides": "--set",
              "smoke_test": "--smoke-test", "metric": "--metric", "budget": "--budget",
              "compare": "--compare", "prune": "--no-prune", "grace_period": "--grace-period",

@@ -77,7 +77,8 @@ class StudyRecorder(tune.Callback):
         return {
             "study": self.study, "trial_id": trial.trial_id, "config": spec["name"],
             "d_model": model["d_model"], "n_layers": model["n_layers"],
-            "n_heads": model["n_heads"], "d_ff": model["d_ff"], "params": last.get("params", ""),
+            "n_heads": model["n_heads"], "d_ff": model["d_ff"],
+            "params": last.get("params", spec.get("params", "")),
             "seed": spec["seed"], "lr": training["learning_rate"],
             "batch_size": training["batch_size"], "status": status, "stop_reason": reason,
             "steps": last.get("step", 0), "max_steps": training["max_steps"],

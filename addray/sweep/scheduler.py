@@ -24,11 +24,22 @@ fastest never meets a rival (on one H100, phase1_tiny ran all 10,000 steps to 24
 better models were pruned, benchmarks/RESULTS.md). With ``catch_up`` a trial is judged
 again at every report against everything recorded since at the rungs it passed: what
 synchronous successive halving would decide, without making fast trials wait.
+With ``floor`` the comparison is replaced by an absolute rule: a unit is stopped at a
+rung only if its mean score there is below the floor (a run that has not started to
+learn), whatever its rivals score, so that a rate whose curve rises late (the larger
+rate under a cosine schedule) is never judged against one that rose early.
+
+**Screen.** With ``screen`` a config's learning rates are first trained on its first
+seed only; its other seeds start once every first-seed trial of the config has ended,
+and only at the rate whose first seed ended best (its last score); those at the other
+rates are stopped before they start (``stop_trial`` of Tune's scheduler interface), so
+no rate is dropped on an early judgement and the best one gets every seed.
 The reason for every stop is kept (``stop_note``) for the study's trials.csv.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -56,14 +67,26 @@ def show_budget(value: float, clock: str) -> str:
     return f"{value:.3g} FLOPs"
 
 
+def _rate(unit: Any) -> str:
+    """A unit's learning rate as shown (units are (config, rate) in grid studies)."""
+    return f"{unit[1]:g}" if isinstance(unit, tuple) and len(unit) == 2 else str(unit)
+
+
 class RungScheduler(FIFOScheduler):
     """ASHA on ``clock`` (steps, examples or flops) with groups, units and catch-up (see
     the module docstring). ``score`` is the report key compared (higher is better)."""
 
     def __init__(self, *, score: str, clock: str, rungs: list[float], reduction_factor: int,
                  catch_up: bool, group: Callable[[dict], Any] | None = None,
-                 unit: Callable[[dict], Any] | None = None, unit_label: str = "trial"):
+                 unit: Callable[[dict], Any] | None = None, unit_label: str = "trial",
+                 floor: float | None = None,
+                 screen: tuple[Callable[[dict], Any], Callable[[dict], bool]] | None = None):
         super().__init__()
+        self.floor = floor
+        # screen: (config of a trial, whether it is a first seed); trial id -> last score
+        self._screen = screen
+        self._last: dict[str, float] = {}
+        self._started: set[str] = set()  # trials this scheduler chose to run
         self.score, self.clock, self.rungs = score, clock, sorted(rungs)
         self.reduction_factor, self.catch_up = reduction_factor, catch_up
         self._group_of, self._unit_of, self.unit_label = group, unit, unit_label
@@ -107,6 +130,8 @@ class RungScheduler(FIFOScheduler):
     def judge(self, trial_id: str, config: dict, result: dict) -> str:
         """Record the report at the rungs it reached; CONTINUE or STOP the trial."""
         clock, score = result.get(REPORT_KEY[self.clock]), result.get(self.score)
+        if score is not None and "_last" in self.__dict__:
+            self._last[trial_id] = float(score)
         if clock is None or score is None:
             return TrialScheduler.CONTINUE
         group, unit = self._place(trial_id, config)
@@ -120,6 +145,9 @@ class RungScheduler(FIFOScheduler):
         if result.get("status", "running") != "running":
             self._end(trial_id)
             return TrialScheduler.CONTINUE  # it ended on its own: recorded, not judged
+        screen = self.__dict__.get("_screen")
+        if screen and not screen[1](config) and self.__dict__.get("floor") is None:
+            return TrialScheduler.CONTINUE  # a seed at its config's best rate: not compared
         passed = [r for r in self.rungs if clock >= r * (1 - 1e-9)]
         to_judge = passed[::-1] if self.catch_up else ([newest] if newest is not None else [])
         for rung in to_judge:
@@ -138,13 +166,22 @@ class RungScheduler(FIFOScheduler):
         if unit not in means:
             return None
         ended = self._ended if "_ended" in self.__dict__ else set()
+        # with a screen, a setting's other seeds start only after its first: only those
+        # started are waited for
+        started = self.__dict__.get("_started") if self.__dict__.get("_screen") else None
         if any(w == (group, unit) and t not in units[unit] and t not in ended
-               for t, w in self._where.items()):
+               and (started is None or t in started) for t, w in self._where.items()):
             # a seed of this setting still on its way to the rung: the setting is judged
             # on all its seeds' mean, once they are there (catch-up judges it then), never
             # one seed alone (the laptop study pruned seed 0 of phase1_2k's lr 1e-2 alone, at
             # 0.71%; its seed 1 went on to 25.4%, the config's second best)
             return None
+        if self.__dict__.get("floor") is not None:
+            mine = means[unit]
+            if not mine < self.floor:
+                return None
+            return (f"at the {show_budget(rung, self.clock)} rung it scored {mine:.4f}, below "
+                    f"the floor {self.floor:g} (not yet learning)")
         others = [v for u, v in means.items() if u != unit]
         if len(others) < self.reduction_factor - 1:
             # "the best 1/rf" needs rf units: against fewer, one close rival would decide
@@ -161,6 +198,59 @@ class RungScheduler(FIFOScheduler):
         label = " ".join(filter(None, [noun + ("s" if n != 1 else ""), rest]))
         return (f"at the {show_budget(rung, self.clock)} rung it scored {mine:.{d}f}, below "
                 f"the cutoff {cutoff:.{d}f} of the {n} other {label} there")
+
+    def choose_trial_to_run(self, tune_controller: Any) -> Any:
+        """As FIFO, except with ``screen``: first seeds first; a config's other seeds
+        once its first seeds have all ended, and only at the rate that ended best (the
+        others are stopped here, with the reason)."""
+        if not self.__dict__.get("_screen"):
+            return super().choose_trial_to_run(tune_controller)
+        config_of, first = self._screen
+        trials = tune_controller.get_trials()
+        best = self._screen_best(trials)
+        for trial in trials:
+            if trial.status != "PENDING" or first(trial.config):
+                continue
+            name = config_of(trial.config)
+            top = best.get(name, (None, ""))[0]
+            if top is not None and self._unit_of_trial(trial) != top:
+                self._notes[trial.trial_id] = best[name][1]
+                tune_controller.stop_trial(trial)
+        for trial in trials:
+            if trial.status == "PENDING" and (first(trial.config)
+                                              or config_of(trial.config) in best):
+                self._started.add(trial.trial_id)
+                return trial
+        for trial in trials:
+            if trial.status == "PAUSED":
+                return trial
+        return None
+
+    def _unit_of_trial(self, trial: Any) -> Any:
+        return self._place(trial.trial_id, trial.config)[1]
+
+    def _screen_best(self, trials: list) -> dict[Any, tuple[Any, str]]:
+        """Configs whose first seeds have all ended -> (the unit of the best, the reason
+        the others' seeds do not run)."""
+        config_of, first = self._screen
+        screens: dict[Any, list] = {}
+        for trial in trials:
+            if first(trial.config):
+                screens.setdefault(config_of(trial.config), []).append(trial)
+        best = {}
+        for name, group in screens.items():
+            if any(t.status not in ("TERMINATED", "ERROR") for t in group):
+                continue
+            scores = {self._unit_of_trial(t): self._last.get(t.trial_id, -math.inf)
+                      for t in group}
+            if all(v == -math.inf for v in scores.values()):
+                best[name] = (None, "")  # no first seed reported a score: every seed runs
+                continue
+            top = max(scores, key=lambda u: scores[u])
+            shown = ", ".join(f"{_rate(u)} {v:.4f}" for u, v in scores.items())
+            best[name] = (top, f"not run: the first seed of this config ended best at "
+                               f"lr {_rate(top)} (its final score by rate: {shown})")
+        return best
 
     def debug_string(self) -> str:
         return (f"RungScheduler: {self.score} on {self.clock} at rungs "

@@ -203,3 +203,125 @@ def test_a_single_close_rival_does_not_decide():
     assert _report(sched, "c", 1000, 0.1294, _config("tiny", 3e-2)) == STOP
     assert _report(sched, "b", 1500, 0.2480, _config("tiny", 1e-2)) == CONT
     assert "2 other settings of this config" in sched.stop_note("c")
+
+
+# --- the screen: a config's rates on its first seed, its other seeds at the best rate ---
+
+class _Trial:
+    def __init__(self, name, lr, replica):
+        self.trial_id = f"{name}-lr{lr:g}-r{replica}"
+        self.config = {"trial": {"name": name, "seed": replica, "replica": replica,
+                                 "config": {"training": {"learning_rate": lr,
+                                                         "batch_size": 256}}}}
+        self.status = "PENDING"
+
+
+class _Controller:
+    """What a scheduler may use of Tune's controller: get_trials and stop_trial."""
+
+    def __init__(self, trials, sched):
+        self.trials, self.sched, self.stopped = trials, sched, []
+
+    def get_trials(self):
+        return self.trials
+
+    def stop_trial(self, trial):
+        assert trial.status == "PENDING"
+        self.sched.on_trial_remove(self, trial)
+        trial.status = "TERMINATED"
+        self.stopped.append(trial.trial_id)
+
+
+def _screened(floor=None, rungs=(1000,)):
+    from addray.sweep.grid import is_screen
+
+    sched = _scheduler(True, rungs=rungs, group=group_by_config, unit=unit_by_setting,
+                       unit_label="setting of this config", floor=floor,
+                       screen=(group_by_config, is_screen))
+    # grid order: config, rate, seed
+    trials = [_Trial(name, lr, r) for name in ("small", "large") for lr in (1e-2, 4e-2)
+              for r in range(3)]
+    for t in trials:
+        sched.on_trial_add(None, t)
+    return sched, trials, _Controller(trials, sched)
+
+
+def _start(sched, ctl):
+    trial = sched.choose_trial_to_run(ctl)
+    if trial is not None:
+        trial.status = "RUNNING"
+    return trial
+
+
+def _finish(sched, trial, score, step=3000):
+    assert sched.judge(trial.trial_id, trial.config,
+                       {"step": step, "score": score, "status": "completed"}) == CONT
+    trial.status = "TERMINATED"
+    sched.on_trial_complete(None, trial, {})
+
+
+def test_screen_runs_first_seeds_first_then_only_the_best_rate():
+    sched, trials, ctl = _screened()
+    by_id = {t.trial_id: t for t in trials}
+    first = [_start(sched, ctl), _start(sched, ctl)]
+    # the two first seeds of "small" start before any other seed
+    assert [t.trial_id for t in first] == ["small-lr0.01-r0", "small-lr0.04-r0"]
+    # no other trial of "small" may start while its screen runs: "large" screens next
+    nxt = _start(sched, ctl)
+    assert nxt.trial_id == "large-lr0.01-r0"
+    # the larger rate ends best (it rose late): the smaller rate's other seeds never run
+    _finish(sched, first[0], 0.40)
+    assert _start(sched, ctl).trial_id == "large-lr0.04-r0"  # small's screen not done yet
+    _finish(sched, first[1], 0.70)
+    started = _start(sched, ctl)
+    assert started.trial_id == "small-lr0.04-r1"
+    assert ctl.stopped == ["small-lr0.01-r1", "small-lr0.01-r2"]
+    note = sched.stop_note("small-lr0.01-r1")
+    assert "ended best at lr 0.04" in note and "0.01 0.4000" in note and "0.04 0.7000" in note
+    assert by_id["small-lr0.04-r2"].status == "PENDING"  # the best rate's seeds all run
+    # "large": its screen decides on its own trials only
+    _finish(sched, by_id["large-lr0.01-r0"], 0.99)
+    _finish(sched, by_id["large-lr0.04-r0"], 0.98)
+    assert _start(sched, ctl).trial_id == "small-lr0.04-r2"
+    assert _start(sched, ctl).trial_id == "large-lr0.01-r1"
+    assert "large-lr0.04-r1" in ctl.stopped and "large-lr0.04-r2" in ctl.stopped
+    assert _start(sched, ctl).trial_id == "large-lr0.01-r2"
+    assert _start(sched, ctl) is None
+
+
+def test_screen_never_compares_a_first_seed_with_other_rates_before_its_end():
+    # without a floor, ASHA's comparison would stop the rate that is behind at a rung;
+    # with the screen and a floor, only a run below the floor is stopped
+    sched, trials, ctl = _screened(floor=0.002)
+    a, b = _start(sched, ctl), _start(sched, ctl)
+    c = _start(sched, ctl)
+    d = _start(sched, ctl)
+    assert sched.judge(a.trial_id, a.config, {"step": 1000, "score": 0.30,
+                                              "status": "running"}) == CONT
+    # far behind at the rung, but learning: goes on (the larger rate rises late)
+    assert sched.judge(b.trial_id, b.config, {"step": 1000, "score": 0.01,
+                                              "status": "running"}) == CONT
+    assert sched.judge(c.trial_id, c.config, {"step": 1000, "score": 0.5,
+                                              "status": "running"}) == CONT
+    # not learning at all: stopped, the floor named
+    assert sched.judge(d.trial_id, d.config, {"step": 1000, "score": 0.001,
+                                              "status": "running"}) == STOP
+    assert "below the floor 0.002" in sched.stop_note(d.trial_id)
+
+
+def test_floor_replaces_the_comparison():
+    sched = _scheduler(True, rungs=(1000,), floor=0.002)
+    for i, score in enumerate((0.9, 0.8, 0.7, 0.6)):
+        assert _report(sched, f"t{i}", 1000, score) == CONT  # ASHA would stop t3
+    assert _report(sched, "t4", 1000, 0.0) == STOP
+
+
+def test_a_screen_whose_first_seeds_all_errored_runs_every_seed():
+    sched, trials, ctl = _screened()
+    a, b = _start(sched, ctl), _start(sched, ctl)
+    for t in (a, b):  # no score reported
+        t.status = "ERROR"
+        sched.on_trial_error(None, t)
+    started = [_start(sched, ctl).trial_id for _ in range(6)]
+    assert "small-lr0.01-r1" in started and "small-lr0.04-r1" in started
+    assert ctl.stopped == []
