@@ -107,6 +107,13 @@ class RungScheduler(FIFOScheduler):
 
     def on_trial_add(self, tune_controller: Any, trial: Any) -> None:
         self._place(trial.trial_id, trial.config)
+        screen = self.__dict__.get("_screen")
+        if screen and not screen[1](trial.config) and trial.status == "PENDING":
+            # held back until its config's screen has ended: Tune starts every PENDING
+            # trial it has resources for, but a PAUSED one only when a scheduler picks it
+            trial.set_status("PAUSED")
+            # Tune makes a trial's folder when it starts it; the live table reads it
+            trial.init_local_path()
 
     def _place(self, trial_id: str, config: dict) -> tuple[Any, Any]:
         if trial_id not in self._where:
@@ -201,15 +208,16 @@ class RungScheduler(FIFOScheduler):
 
     def choose_trial_to_run(self, tune_controller: Any) -> Any:
         """As FIFO, except with ``screen``: first seeds first; a config's other seeds
-        once its first seeds have all ended, and only at the rate that ended best (the
-        others are stopped here, with the reason)."""
+        (held PAUSED since they were added) once its first seeds have all ended, and only
+        at the rate that ended best (the others are stopped here, with the reason)."""
         if not self.__dict__.get("_screen"):
             return super().choose_trial_to_run(tune_controller)
         config_of, first = self._screen
         trials = tune_controller.get_trials()
         best = self._screen_best(trials)
+        waiting = ("PENDING", "PAUSED")
         for trial in trials:
-            if trial.status != "PENDING" or first(trial.config):
+            if trial.status not in waiting or first(trial.config):
                 continue
             name = config_of(trial.config)
             top = best.get(name, (None, ""))[0]
@@ -217,12 +225,9 @@ class RungScheduler(FIFOScheduler):
                 self._notes[trial.trial_id] = best[name][1]
                 tune_controller.stop_trial(trial)
         for trial in trials:
-            if trial.status == "PENDING" and (first(trial.config)
-                                              or config_of(trial.config) in best):
+            if trial.status in waiting and (first(trial.config)
+                                            or config_of(trial.config) in best):
                 self._started.add(trial.trial_id)
-                return trial
-        for trial in trials:
-            if trial.status == "PAUSED":
                 return trial
         return None
 

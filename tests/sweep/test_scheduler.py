@@ -215,6 +215,12 @@ class _Trial:
                                                          "batch_size": 256}}}}
         self.status = "PENDING"
 
+    def set_status(self, status):
+        self.status = status
+
+    def init_local_path(self):
+        pass
+
 
 class _Controller:
     """What a scheduler may use of Tune's controller: get_trials and stop_trial."""
@@ -226,7 +232,7 @@ class _Controller:
         return self.trials
 
     def stop_trial(self, trial):
-        assert trial.status == "PENDING"
+        assert trial.status in ("PENDING", "PAUSED")
         self.sched.on_trial_remove(self, trial)
         trial.status = "TERMINATED"
         self.stopped.append(trial.trial_id)
@@ -243,6 +249,9 @@ def _screened(floor=None, rungs=(1000,)):
               for r in range(3)]
     for t in trials:
         sched.on_trial_add(None, t)
+    # Tune starts every PENDING trial it has resources for: the other seeds wait PAUSED
+    assert {t.trial_id for t in trials if t.status == "PENDING"} == {
+        t.trial_id for t in trials if t.config["trial"]["replica"] == 0}
     return sched, trials, _Controller(trials, sched)
 
 
@@ -278,7 +287,7 @@ def test_screen_runs_first_seeds_first_then_only_the_best_rate():
     assert ctl.stopped == ["small-lr0.01-r1", "small-lr0.01-r2"]
     note = sched.stop_note("small-lr0.01-r1")
     assert "ended best at lr 0.04" in note and "0.01 0.4000" in note and "0.04 0.7000" in note
-    assert by_id["small-lr0.04-r2"].status == "PENDING"  # the best rate's seeds all run
+    assert by_id["small-lr0.04-r2"].status == "PAUSED"  # the best rate's seeds all run
     # "large": its screen decides on its own trials only
     _finish(sched, by_id["large-lr0.01-r0"], 0.99)
     _finish(sched, by_id["large-lr0.04-r0"], 0.98)
