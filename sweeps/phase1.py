@@ -27,8 +27,9 @@ LRS = [1e-3, 3e-3, 1e-2]
 # that ended best there (a rate's curve under a cosine schedule rises late, so no rate is
 # judged before its end); a rung at 1,000 steps stops only runs still below 0.2%. The
 # 300 s time budget is a safety net that the summary reports when it fires.
-LAPTOP_CONFIGS = [str(CONFIGS / "sizes" / f"phase1_{n}.yaml")
-                  for n in ("2k", "3k", "5k", "8k")] + [REFERENCE[3]]
+# largest first: its seeds, the longest trials, do not wait at the end for a free core
+LAPTOP_CONFIGS = [REFERENCE[3]] + [str(CONFIGS / "sizes" / f"phase1_{n}.yaml")
+                                   for n in ("8k", "5k", "3k", "2k")]
 LAPTOP = {**RECIPE, "training.max_steps": 3000, "training.check_every": 1000,
           "training.warmup_steps": 300, "training.time_budget_s": 300}
 # each size's grid around the rate that ended best at this budget in the pilot runs

@@ -74,13 +74,13 @@ def test_bad_pairs_file_is_one_error(tmp_path, content, message):
     ("tuned_phase1_lower/checkpoint.pt", 1000, 990),
     # configs/smallest.yaml's seed 0 (1,960 params, learned; 100% uniform in verify):
     # all 10K pairs
-    ("phase3/best.pt", 10_000, 9900),
-    # configs/smallest_finetune.yaml's seed 0 (2,000 params, learned; 99.73% in verify)
+    ("smallest/seed0.pt", 10_000, 9900),
+    # configs/history/smallest_finetune.yaml's seed 0 (2,000 params, learned; 99.73% in verify)
     ("phase3/earlier/2000/best.pt", 1000, 990),
-    # configs/smallest_nobias.yaml's seed 0 (1,888 params; 99.88% uniform, short of the
+    # configs/history/smallest_nobias.yaml's seed 0 (1,888 params; 99.88% uniform, short of the
     # carry boundary in verify)
     ("phase3/earlier/1888/best.pt", 1000, 990),
-    # the one before it (configs/smallest_16d.yaml, 7,879 params, untied, biases, LayerNorm)
+    # the one before it (configs/history/smallest_16d.yaml, 7,879 params, untied, LayerNorm)
     ("phase3/earlier/16d/best.pt", 1000, 990),
 ])
 def test_committed_checkpoint_answers_held_out_pairs(ckpt, n, least):

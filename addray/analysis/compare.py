@@ -46,14 +46,28 @@ def best_lrs(trials: pd.DataFrame) -> pd.DataFrame:
     """Each (study, config)'s best learning rate: the highest mean final exact match among
     the learning rates whose trials all ran their budget (or stopped on their own), so a
     reported point is never a lower bound; only when every rate was cut short, the best
-    of those (flagged by its ``censored`` count)."""
+    of those (flagged by its ``censored`` count). Rates are compared on the seeds they all
+    have, so that a rate screened on one seed (``--screen``) is not preferred for lacking
+    the others; the returned row holds every seed of the chosen rate. Trials without a
+    result (never run) are left out."""
+    trials = trials[trials["final_exact_match"].notna()]
     stats_ = per_config(trials)
     rows = []
-    for _, g in stats_.groupby(["study", "config"]):
+    for (study, config), g in stats_.groupby(["study", "config"]):
         g = g[g["exact_match"].notna()]
         whole = g[g["censored"] == 0]
         pick = whole if not whole.empty else g
-        if not pick.empty:
+        if pick.empty:
+            continue
+        mine = trials[(trials["study"] == study) & (trials["config"] == config)
+                      & trials["lr"].isin(pick["lr"])]
+        seeds = [set(s) for _, s in mine.groupby("lr")["seed"]]
+        shared = set.intersection(*seeds) if seeds else set()
+        if shared and len(seeds) > 1:
+            on_shared = (mine[mine["seed"].isin(shared)]
+                         .groupby("lr")["final_exact_match"].mean())
+            rows.append(pick[pick["lr"] == on_shared.idxmax()].iloc[0])
+        else:
             rows.append(pick.loc[pick["exact_match"].idxmax()])
     return pd.DataFrame(rows, columns=stats_.columns).reset_index(drop=True)
 
@@ -72,6 +86,7 @@ def at_best_lr(trials: pd.DataFrame) -> pd.DataFrame:
 def learning_rates(trials: pd.DataFrame) -> pd.DataFrame:
     """Exact match at every learning rate of every config that swept more than one, the
     best one, and a warning when the best sits at the edge of the grid."""
+    trials = trials[trials["final_exact_match"].notna()]  # a trial never run has no result
     stats_ = per_config(trials)
     best = {(r["study"], r["config"]): r["lr"] for r in best_lrs(trials).to_dict("records")}
     rows = []

@@ -6,8 +6,8 @@ Fitted by least squares over trials (each config at its best learning rate). A t
 stopped before its budget (pruned, out of time) is censored: its exact match is a lower
 bound, so only a curve below it counts as an error. The fit refuses, with the reason,
 when the data cannot support a curve: fewer than three sizes, no signal, or a curve
-that misses its own points (RMS residual over 0.1, or more than 0.1 below a lower
-bound). A level such as N50 or N99 is quoted only when measured sizes lie on both
+that misses its own points (RMS residual of the sizes' means over 0.1, or more than 0.1
+below a lower bound). A level such as N50 or N99 is quoted only when measured sizes lie on both
 sides of it; otherwise ``why_not`` says which side it is on.
 """
 
@@ -39,7 +39,7 @@ class LogisticFit:
     ceiling: float
     n_points: int
     n_censored: int
-    rms: float = 0.0  # RMS residual of the uncensored points
+    rms: float = 0.0  # RMS residual of the uncensored sizes' mean exact match
     sizes: dict[float, tuple[float, bool]] = field(default_factory=dict)  # N -> (mean, cut)
     ci: dict[str, tuple[float, float]] = field(default_factory=dict)  # 95%: k, n50, n99
     boot: list[tuple[float, float, float]] = field(default_factory=list)  # (k, x50, ceiling)
@@ -130,7 +130,11 @@ def fit_logistic(params: np.ndarray, accuracy: np.ndarray, censored: np.ndarray 
                       ceiling=float(p[2]) if ceiling else 1.0, n_points=len(y),
                       n_censored=int(cens.sum()))
     pred = fit.predict(params)
-    fit.rms = float(np.sqrt(np.mean((pred[~cens] - y[~cens]) ** 2)))
+    # the curve describes the mean at a size: seeds scatter around it (at the middle of
+    # the rise by tens of points), so it is judged on the sizes' means
+    done = np.unique(params[~cens])
+    means = np.array([y[~cens][params[~cens] == n].mean() for n in done])
+    fit.rms = float(np.sqrt(np.mean((fit.predict(done) - means) ** 2)))
     gap = float(np.max(y[cens] - pred[cens], initial=0.0))
     if fit.rms > MAX_RMS:
         raise FitError(f"the logistic curve misses its points (RMS residual {fit.rms:.2f} > "

@@ -33,7 +33,8 @@ rate under a cosine schedule) is never judged against one that rose early.
 seed only; its other seeds start once every first-seed trial of the config has ended,
 and only at the rate whose first seed ended best (its last score); those at the other
 rates are stopped before they start (``stop_trial`` of Tune's scheduler interface), so
-no rate is dropped on an early judgement and the best one gets every seed.
+no rate is dropped on an early judgement and the best one gets every seed; those seeds
+are never stopped by a rung.
 The reason for every stop is kept (``stop_note``) for the study's trials.csv.
 """
 
@@ -153,8 +154,10 @@ class RungScheduler(FIFOScheduler):
             self._end(trial_id)
             return TrialScheduler.CONTINUE  # it ended on its own: recorded, not judged
         screen = self.__dict__.get("_screen")
-        if screen and not screen[1](config) and self.__dict__.get("floor") is None:
-            return TrialScheduler.CONTINUE  # a seed at its config's best rate: not compared
+        if screen and not screen[1](config):
+            # a seed at the rate its config's first seed ended best at: never stopped (a
+            # slow seed below the floor at a rung is that rate's spread, not a bad rate)
+            return TrialScheduler.CONTINUE
         passed = [r for r in self.rungs if clock >= r * (1 - 1e-9)]
         to_judge = passed[::-1] if self.catch_up else ([newest] if newest is not None else [])
         for rung in to_judge:

@@ -47,44 +47,44 @@ def test_every_shipped_config_loads():
 def test_smallest_config_is_under_2000_parameters():
     from addray.core.model import Transformer, count_parameters
 
-    cfg = load_config("configs/smallest_nobias.yaml")
+    cfg = load_config("configs/history/smallest_nobias.yaml")
     assert cfg.data.boundary_share == 0.25 and cfg.model.tie_embeddings
     assert count_parameters(Transformer(cfg.model)) == 1888
     # the same with biases in its blocks and none in the head: the goal's limit exactly
-    with_bias = load_config("configs/smallest_blockbias.yaml")
+    with_bias = load_config("configs/history/smallest_blockbias.yaml")
     assert with_bias.model.bias and not with_bias.model.has_head_bias
     assert count_parameters(Transformer(with_bias.model)) == 2000
-    carry = load_config("configs/smallest_carry.yaml")
+    carry = load_config("configs/history/smallest_carry.yaml")
     assert carry.model == with_bias.model and carry.data.carry_share == 0.1
     assert carry.training.max_steps == 300_000
     # that run, then a fine-tune of 30,000 steps with more pairs at the carry
-    smallest = load_config("configs/smallest_finetune.yaml")
+    smallest = load_config("configs/history/smallest_finetune.yaml")
     assert smallest.model == with_bias.model and smallest.data == carry.data
     ft = smallest.training.fine_tune
     assert smallest.training.max_steps - ft.steps == carry.training.max_steps
     assert (ft.learning_rate, ft.carry_share) == (1e-3, 0.3)
     # tried after it: the first stage stretched to 400,000 steps, then 120,000 steps with
     # half the pairs at the carry
-    longer = load_config("configs/smallest_400k.yaml")
+    longer = load_config("configs/history/smallest_400k.yaml")
     assert longer.model == with_bias.model and longer.data == carry.data
     ft = longer.training.fine_tune
     assert (longer.training.max_steps - ft.steps, ft.steps) == (400_000, 120_000)
     assert (ft.learning_rate, ft.carry_share) == (1e-3, 0.5)
     # digits on a basis of 4 circles, the freed parameters in the MLPs, the same training
-    basis = load_config("configs/smallest_basis.yaml")
+    basis = load_config("configs/history/smallest_basis.yaml")
     assert dataclasses.replace(basis.model, digit_basis=None, d_ff=16) == smallest.model
     assert (basis.model.digit_basis, basis.model.d_ff) == (4, 36)
     assert (basis.data, basis.training, basis.optimizer) == (
         smallest.data, smallest.training, smallest.optimizer)
     assert count_parameters(Transformer(basis.model)) == 1952
     # the same with the ramp beside the circles: one more row of 8
-    ramp = load_config("configs/smallest_ramp.yaml")
+    ramp = load_config("configs/history/smallest_ramp.yaml")
     assert dataclasses.replace(ramp.model, digit_ramp=False) == basis.model
     assert (ramp.data, ramp.training, ramp.optimizer) == (
         basis.data, basis.training, basis.optimizer)
     assert count_parameters(Transformer(ramp.model)) == 1960
     # the same with a first stage of 400,000 steps, the same fine-tune after it
-    slow = load_config("configs/smallest_ramp_400k.yaml")
+    slow = load_config("configs/history/smallest_ramp_400k.yaml")
     assert (slow.model, slow.data, slow.optimizer) == (ramp.model, ramp.data, ramp.optimizer)
     assert dataclasses.replace(slow.training, max_steps=330_000) == ramp.training
     assert slow.training.max_steps - slow.training.fine_tune.steps == 400_000

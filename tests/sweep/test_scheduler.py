@@ -334,3 +334,15 @@ def test_a_screen_whose_first_seeds_all_errored_runs_every_seed():
     started = [_start(sched, ctl).trial_id for _ in range(6)]
     assert "small-lr0.01-r1" in started and "small-lr0.04-r1" in started
     assert ctl.stopped == []
+
+
+def test_a_seed_at_the_screened_rate_is_never_stopped_by_the_floor():
+    sched, trials, ctl = _screened(floor=0.002)
+    a, b = _start(sched, ctl), _start(sched, ctl)
+    _finish(sched, a, 0.30)
+    _finish(sched, b, 0.20)
+    replica = _start(sched, ctl)
+    assert replica.trial_id == "small-lr0.01-r1"
+    # a slow seed of the chosen rate, below the floor at the rung: it goes on
+    assert sched.judge(replica.trial_id, replica.config, {"step": 1000, "score": 0.0,
+                                                          "status": "running"}) == CONT

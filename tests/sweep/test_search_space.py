@@ -120,7 +120,7 @@ def test_bad_space_fails_loudly(tmp_path, text, expected):
 
 
 def test_head_bias_and_the_data_mix_are_searchable(tmp_path):
-    # the levers of configs/smallest_finetune.yaml: no bias in the tied head, pairs at the
+    # the levers of configs/history/smallest_finetune.yaml: no bias in the tied head, pairs at the
     # carry decision and at the operand boundaries
     path = _write(tmp_path, "base: base.yaml\nspace:\n  bias: {choices: [true]}\n"
                             "  head_bias: {choices: [false, true]}\n"
@@ -145,8 +145,8 @@ def test_d_ff_mult_follows_a_fixed_d_model(tmp_path):
 
 
 def test_shipped_spaces_load():
-    for name in ("phase3_search.yaml", "phase3_focused.yaml", "phase3_small.yaml",
-                 "phase3_long.yaml", "phase3_tiny.yaml"):
+    for name in ("phase3_search.yaml", "history/phase3_focused.yaml",
+                 "history/phase3_small.yaml", "history/phase3_long.yaml", "phase3_tiny.yaml"):
         assert load_space(ROOT / "configs" / name).dimensions
 
 
@@ -160,7 +160,7 @@ def test_arch_name_marks_a_head_bias_set_apart_from_the_blocks():
     from addray.core.config import load_config
     from addray.sweep.search_space import arch_name
 
-    cfg = load_config("configs/smallest_blockbias.yaml")  # bias true, head_bias false
+    cfg = load_config("configs/history/smallest_blockbias.yaml")  # bias true, head_bias false
     assert arch_name(cfg) == "8d-2L-2h-16ff-tied-noheadbias-rms"
     cfg.model.head_bias = None  # as model.bias: no mark
     assert arch_name(cfg) == "8d-2L-2h-16ff-tied-rms"
