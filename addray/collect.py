@@ -9,7 +9,6 @@ of curves.csv. No torch and no Ray here: only the JSON the trainer wrote is read
 
 from __future__ import annotations
 
-import json
 import shlex
 import sys
 import time
@@ -62,40 +61,23 @@ def _show(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True) if value not in (None, "") else ""
-
 
 def trial_row(study: str, trial_id: str, run: dict[str, Any], finished_at: str) -> dict:
     """One trials.csv row; ``run`` as read_run returns it (its "name" is the label)."""
-    cfg = run["config"]
-    model, training = cfg["model"], cfg["training"]
     last = run["history"][-1] if run["history"] else {}
-    return {
-        "study": study, "trial_id": trial_id, "config": run["name"],
-        "d_model": model.get("d_model", ""), "n_layers": model.get("n_layers", ""),
-        "n_heads": model.get("n_heads", ""), "d_ff": model.get("d_ff", ""),
-        "params": run.get("params", ""), "seed": training.get("seed", ""),
-        "lr": training.get("learning_rate", ""), "batch_size": training.get("batch_size", ""),
-        "status": run["status"], "stop_reason": run.get("stop_reason", ""),
-        "steps": run.get("steps", last.get("step", "")),
-        "max_steps": training.get("max_steps", ""),
-        "examples": last.get("examples", ""), "flops": last.get("flops", ""), "budget": "",
-        "best_exact_match": run.get("best_exact_match", ""),
-        "final_exact_match": run.get("final_exact_match", ""),
-        "final_token_accuracy": run.get("final_token_accuracy", ""),
-        "worst_stratum": run.get("worst_stratum", ""),
-        "carry_boundary": run.get("carry_boundary", ""),
-        "edge_cases": run.get("edge_cases", ""), "learned": run.get("learned", ""),
-        "strata": _json(run.get("strata")),
+    summary = {key: run.get(key, "") for key in (
+        "params", "best_exact_match", "worst_stratum", "carry_boundary", "edge_cases",
+        "learned", "strata", "machine", "device")}
+    result = {**last, **summary, "step": run.get("steps", last.get("step", "")),
+              "exact_match": run.get("final_exact_match", ""),
+              "token_accuracy": run.get("final_token_accuracy", "")}
+    return sf.trial_row(
+        study=study, trial_id=trial_id, name=run["name"], config=run["config"], result=result,
+        status=run["status"], stop_reason=run.get("stop_reason", ""),
         # training time over every resume (a resumed run's wall_seconds is its last part)
-        "wall_seconds": round(float(run.get("train_seconds", run.get("wall_seconds", 0))), 2),
-        "device": run.get("device", ""), "node": "", "machine": run.get("machine", ""),
-        "gpus": 1 if str(run.get("device", "")).startswith("cuda") else 0, "gpu_ids": "",
-        "cpus": run.get("threads", ""), "retries": 0, "error": "",
-        "finished_at": finished_at, "suggestion": "", "score": "",
-        "resolved_config": json.dumps(cfg, sort_keys=True),
-    }
+        wall_seconds=round(float(run.get("train_seconds", run.get("wall_seconds", 0))), 2),
+        gpus=1 if str(run.get("device", "")).startswith("cuda") else 0,
+        cpus=run.get("threads", ""), finished_at=finished_at)
 
 
 def curve_rows(study: str, trial_id: str, run: dict[str, Any]) -> list[dict]:
@@ -103,7 +85,7 @@ def curve_rows(study: str, trial_id: str, run: dict[str, Any]) -> list[dict]:
     return [{**{k: h.get(k, "") for k in sf.CURVE_COLUMNS}, "study": study,
              "trial_id": trial_id, "config": run["name"], "seed": training.get("seed", ""),
              "lr": training.get("learning_rate", ""), "params": h.get("params", ""),
-             "strata": _json(h.get("strata")), "lr_now": h.get("lr", "")}
+             "strata": sf.json_cell(h.get("strata")), "lr_now": h.get("lr", "")}
             for h in run["history"] if isinstance(h, dict)]
 
 

@@ -41,6 +41,40 @@ CURVE_COLUMNS = [
     "carry_boundary", "edge_cases", "strata", "lr_now", "examples_per_s", "elapsed_s", "node",
     "pid", "timestamp",
 ]
+
+
+def json_cell(value: Any) -> str:
+    """A JSON value as a CSV cell (empty for none)."""
+    return json.dumps(value, sort_keys=True) if value not in (None, "") else ""
+
+
+def trial_row(*, study: str, trial_id: str, name: str, config: dict[str, Any],
+              result: dict[str, Any], status: str, **fields: Any) -> dict[str, Any]:
+    """One trials.csv row, as a study's recorder and ``addray.collect`` both write it: the
+    config's shape, seed and rate, ``result``'s metrics (a trainer report: ``step``,
+    ``exact_match``, ...), then ``fields`` (where it ran, why it stopped, ...) over those."""
+    model, training = config.get("model", {}), config.get("training", {})
+    row: dict[str, Any] = dict.fromkeys(TRIAL_COLUMNS, "")
+    row.update({
+        "study": study, "trial_id": trial_id, "config": name, "status": status,
+        "d_model": model.get("d_model", ""), "n_layers": model.get("n_layers", ""),
+        "n_heads": model.get("n_heads", ""), "d_ff": model.get("d_ff", ""),
+        "seed": training.get("seed", ""), "lr": training.get("learning_rate", ""),
+        "batch_size": training.get("batch_size", ""), "max_steps": training.get("max_steps", ""),
+        "params": result.get("params", ""), "steps": result.get("step", ""),
+        "examples": result.get("examples", ""), "flops": result.get("flops", ""),
+        "best_exact_match": result.get("best_exact_match", ""),
+        "final_exact_match": result.get("exact_match", ""),
+        "final_token_accuracy": result.get("token_accuracy", ""),
+        "worst_stratum": result.get("worst_stratum", ""),
+        "carry_boundary": result.get("carry_boundary", ""),
+        "edge_cases": result.get("edge_cases", ""), "learned": result.get("learned", ""),
+        "strata": json_cell(result.get("strata")), "machine": result.get("machine", ""),
+        "device": result.get("device", ""), "retries": 0,
+        "resolved_config": json.dumps(config, sort_keys=True),
+    })
+    row.update(fields)
+    return row
 FINAL_STATUSES = ("completed", "early_stopped", "pruned", "time_limit", "diverged")
 CENSORED_STATUSES = ("pruned", "time_limit")
 

@@ -1,6 +1,6 @@
 """Run several ``python -m addray.train`` runs side by side on one GPU, within a deadline.
 
-    python benchmarks/gpu_pack_runs.py --config configs/smallest_nobias.yaml --out DIR \\
+    python benchmarks/gpu_pack_runs.py --config configs/history/smallest_nobias.yaml --out DIR \\
         --deadline-s 470 --seeds 0 1 2 \\
         --recipe wd3e-3 optimizer.weight_decay=0.003 --recipe wd1e-2 ...
 

@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pack", nargs="+", type=cli.bounded(int, 1, 64), default=[4, 8, 16])
     p.add_argument("--configs", nargs="+", default=["configs/phase1_upper.yaml",
                                                     "configs/phase1_tiny.yaml",
-                                                    "configs/smallest_nobias.yaml"])
+                                                    "configs/history/smallest_nobias.yaml"])
     p.add_argument("--steps", type=cli.bounded(int, 1, 10**6), default=2000)
     args = p.parse_args(argv)
     if not torch.cuda.is_available():

@@ -33,7 +33,7 @@ LAPTOP_CONFIGS = [REFERENCE[3]] + [str(CONFIGS / "sizes" / f"phase1_{n}.yaml")
 LAPTOP = {**RECIPE, "training.max_steps": 3000, "training.check_every": 1000,
           "training.warmup_steps": 300, "training.time_budget_s": 300}
 # each size's grid around the rate that ended best at this budget in the pilot runs
-# (seed 0, benchmarks/RESULTS.md "The laptop study"): small sizes want large rates
+# (seed 0, results/reference/laptop_pilot/; docs/LOG.md, 2026-12-03): small sizes want large rates
 LAPTOP_LRS = {"phase1_2k": [4e-2, 8e-2, 1.6e-1], "phase1_3k": [1e-2, 2e-2, 4e-2],
               "phase1_5k": [4e-2, 8e-2, 1.6e-1], "phase1_8k": [2e-2, 4e-2, 8e-2],
               "phase1_tiny": [5e-3, 1e-2, 2e-2]}

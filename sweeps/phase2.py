@@ -19,7 +19,7 @@ RECIPE = {"training.batch_size": 256, "training.max_steps": 10_000,
           "training.check_every": 500, "training.warmup_steps": 500, "model.dropout": 0.0}
 # at 4,000 steps 2L and 4L did better at 1e-2 than at 3e-3 on every seed (a first run
 # with those two rates, stopped after them): 3e-2 brackets the grid from above
-# (benchmarks/RESULTS.md)
+# (docs/LOG.md)
 LAPTOP = {**RECIPE, "training.max_steps": 4000, "training.warmup_steps": 300,
           "training.time_budget_s": 1200}
 

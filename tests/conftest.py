@@ -57,6 +57,18 @@ def trained_small(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     return {"result": result, "dir": out, "config": cfg}
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Markers for the quick lane (``-m "not ray and not slow"``, pyproject.toml): a test
+    that uses the real smoke studies starts Ray, one that uses the trained model trains
+    it (tens of seconds). Other tests mark themselves."""
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if "smoke_results" in fixtures:
+            item.add_marker(pytest.mark.ray)
+        if "trained_small" in fixtures:
+            item.add_marker(pytest.mark.slow)
+
+
 def run_script(script: str, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
     """Run a study script of sweeps/ as a user would."""
     return subprocess.run([sys.executable, str(SWEEPS / script), *args], capture_output=True,

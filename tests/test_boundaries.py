@@ -21,6 +21,7 @@ def _imported(code: str) -> list[str]:
     return json.loads(out)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("code,allowed", [
     ("import addray.core.config, addray.core.tokens, addray.core.strata", []),
     ("from addray.core.config import load_config; load_config('configs/phase1_tiny.yaml')", []),
@@ -64,3 +65,42 @@ def test_the_check_itself_finds_private_names():
     tree = ast.parse("from ray.tune.schedulers import _x\nimport ray\nb = trial._rungs\n"
                      "from ray._private import services\n")
     assert _private_tune_names(tree) == ["_x", "ray._private", "_rungs"]
+
+
+def _module_imports() -> dict[str, set[str]]:
+    """addray module -> the addray modules it imports anywhere (inside functions too)."""
+    names = {".".join(p.relative_to(PACKAGE.parent).with_suffix("").parts): p
+             for p in PACKAGE.rglob("*.py")}
+    names = {n.removesuffix(".__init__"): p for n, p in names.items()}
+    graph: dict[str, set[str]] = {}
+    for name, path in names.items():
+        deps = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                base = node.module
+                deps |= {f"{base}.{a.name}" for a in node.names} | {base}
+            elif isinstance(node, ast.Import):
+                deps |= {a.name for a in node.names}
+        graph[name] = {d for d in deps if d in names and d != name}
+    return graph
+
+
+def test_no_import_cycle_not_even_a_lazy_one():
+    graph = _module_imports()
+    # a package's __init__ is not a dependency of its modules' own imports here
+    graph = {m: {d for d in deps if graph.get(d) is not None and d not in ("addray",
+             "addray.core", "addray.sweep", "addray.analysis")} for m, deps in graph.items()}
+    done: set[str] = set()
+
+    def visit(node: str, path: list[str]) -> None:
+        if node in path:
+            raise AssertionError("import cycle: " + " -> ".join(path[path.index(node):]
+                                                                 + [node]))
+        if node in done:
+            return
+        for dep in sorted(graph[node]):
+            visit(dep, path + [node])
+        done.add(node)
+
+    for module in sorted(graph):
+        visit(module, [])

@@ -34,6 +34,7 @@ def runs(tmp_path_factory):
     return a, b
 
 
+@pytest.mark.slow
 def test_runs_become_a_study_the_report_reads(runs, tmp_path):
     results = tmp_path / "results"
     proc = _cli("addray.collect", *map(str, runs), "--study", "tiny-runs",
@@ -64,6 +65,7 @@ def test_runs_become_a_study_the_report_reads(runs, tmp_path):
     assert "tiny-runs" in md
 
 
+@pytest.mark.slow
 def test_collected_runs_in_a_search_folder_are_a_stage_of_it(runs, tmp_path):
     from tests.analysis.test_report import _search_study, _synthetic_study
 

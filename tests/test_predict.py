@@ -24,6 +24,7 @@ def test_answers_held_out_pairs(trained_small):
     assert right >= 0.9 * len(pairs)
 
 
+@pytest.mark.slow
 def test_cli_single_pair_and_file(trained_small, tmp_path):
     ckpt = str(trained_small["dir"] / "checkpoint.pt")
     pairs = _held_out(trained_small, 20)
@@ -70,7 +71,7 @@ def test_bad_pairs_file_is_one_error(tmp_path, content, message):
 
 
 @pytest.mark.parametrize("ckpt,n,least", [
-    # configs/tuned/phase1_lower.yaml trained on CPU (benchmarks/RESULTS.md): 1,000 pairs
+    # configs/tuned/phase1_lower.yaml trained on CPU (docs/LOG.md): 1,000 pairs
     ("tuned_phase1_lower/checkpoint.pt", 1000, 990),
     # configs/smallest.yaml's seed 0 (1,960 params, learned; 100% uniform in verify):
     # all 10K pairs

@@ -25,6 +25,7 @@ def _small_yaml(tmp_path):
     return path
 
 
+@pytest.mark.slow
 def test_train_writes_metrics_and_checkpoint(tmp_path):
     out = tmp_path / "run"
     proc = _run(str(_small_yaml(tmp_path)), "--out", str(out), "--lr", "0.004",
@@ -39,6 +40,7 @@ def test_train_writes_metrics_and_checkpoint(tmp_path):
     assert load_checkpoint(out)["state"]["step"] == 20
 
 
+@pytest.mark.slow
 def test_progress_names_each_start_of_a_selection(tmp_path):
     cfg = _small_yaml(tmp_path)
     cfg.write_text(cfg.read_text().replace(
@@ -54,6 +56,7 @@ def test_progress_names_each_start_of_a_selection(tmp_path):
     assert f"training.select: chose seed {chosen} of seed 3 " in proc.stdout
 
 
+@pytest.mark.slow
 def test_resume_continues_from_checkpoint(tmp_path):
     out = tmp_path / "run"
     assert _run(str(_small_yaml(tmp_path)), "--out", str(out), "--threads", "1").returncode == 0
@@ -64,6 +67,7 @@ def test_resume_continues_from_checkpoint(tmp_path):
     assert "step     30" in proc.stdout and "step     10" not in proc.stdout
 
 
+@pytest.mark.slow
 def test_an_existing_run_is_never_replaced_silently(tmp_path):
     out = tmp_path / "run"
     assert _run(str(_small_yaml(tmp_path)), "--out", str(out), "--threads", "1").returncode == 0

@@ -27,6 +27,7 @@ def _verify(*args):
                           text=True, cwd=ROOT, timeout=600)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("checkpoint", COMMITTED)
 def test_committed_models_have_learned_addition(checkpoint):
     proc = _verify(checkpoint, "--json")
@@ -37,6 +38,7 @@ def test_committed_models_have_learned_addition(checkpoint):
     assert min(r["exact_match"] for r in out["strata"]) >= 0.99
 
 
+@pytest.mark.slow
 def test_a_model_that_misses_the_carry_boundary_is_not_learned():
     # 2,000 parameters, committed: at >= 99% on uniform pairs and in every stratum, every
     # edge case right, yet about one in eight pairs whose low tokens sum to 99 or 100 wrong
@@ -51,6 +53,7 @@ def test_a_model_that_misses_the_carry_boundary_is_not_learned():
                                             for r in out["reasons"])
 
 
+@pytest.mark.slow
 def test_a_model_right_on_uniform_pairs_that_says_0_plus_0_is_1_is_not_learned():
     # the uniform number alone would call it learned; an edge case and the one-token
     # stratum it belongs to say otherwise
@@ -64,6 +67,7 @@ def test_a_model_right_on_uniform_pairs_that_says_0_plus_0_is_1_is_not_learned()
     assert short < 0.99 and out["reasons"][0] == "1 edge case(s) wrong: 0+0"
 
 
+@pytest.mark.slow
 def test_a_damaged_copy_is_not_learned(tmp_path):
     payload = load_checkpoint(ROOT / COMMITTED[0])
     g = torch.Generator().manual_seed(0)
@@ -75,6 +79,7 @@ def test_a_damaged_copy_is_not_learned(tmp_path):
     assert "verdict: NOT LEARNED" in proc.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("make,message", [
     (lambda p: None, "no such checkpoint file"),
     (lambda p: p.write_text("hello"), "not an addray checkpoint"),

@@ -159,7 +159,7 @@ class DataConfig:
     n_test: int = 10_000
     seed: int = 1234
     # balanced (operand lengths drawn evenly) made tuned 64d-3L pass verification at step
-    # 9,000 where uniform pairs left it at 78.5% in its weakest stratum (RESULTS.md)
+    # 9,000 where uniform pairs left it at 78.5% in its weakest stratum (docs/LOG.md)
     sampling: str = "balanced"  # balanced | uniform (the reference's)
     min_per_stratum: int = 200  # held-out pairs added to strata the uniform test set lacks
     # share of training operands whose lowest token is redrawn from the values next to the

@@ -21,7 +21,7 @@ Pairs are drawn as distinct pair indices ``a * (operand_max + 1) + b``.
   (one of the three at random): the sums either side of the carry decision, which
   uniform values give 3% of pairs and which small models get wrong most (low tokens
   summing to exactly base-1, as 45 + 54: 12-30% wrong against 0.1-1.3% of other pairs
-  for three 2,000-parameter models, benchmarks/RESULTS.md).
+  for three 2,000-parameter models, docs/LOG.md).
   Lengths kept; a pair that would be held out, beyond operand_max, or whose token would
   leave 0..base-1, keeps its old value. Applied after ``boundary_share``.
 """

@@ -189,7 +189,7 @@ def fourier_digits(base: int, d_model: int, scale: float = INIT_STD) -> torch.Te
     (``scale`` x sqrt(d_model)): digit n at angle 2 pi k n / base on circle k,
     k = 1..d_model/2, as (cos, sin) pairs. Trained models of 2,000 parameters end with
     most of their digit embeddings' variance at k = 1 and the rest at k = 2..8
-    (benchmarks/RESULTS.md, "Digits on circles"); this starts them there."""
+    (docs/LOG.md, "Digits on circles"); this starts them there."""
     n = torch.arange(base, dtype=torch.float64)[:, None]
     k = torch.arange(1, d_model // 2 + 1, dtype=torch.float64)[None, :]
     angle = 2 * math.pi * k * n / base  # (base, d_model/2)

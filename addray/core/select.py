@@ -17,14 +17,13 @@ import contextlib
 import dataclasses
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from addray import files
 from addray.core import checkpoint as ckpt
 from addray.core.config import SEED_STRIDE, ExperimentConfig
-from addray.core.trainer import Report, run
 from addray.errors import StudyError
 
 CANDIDATES = "candidates"  # the folder of finished candidates inside the run's folder
@@ -51,12 +50,17 @@ def chosen_seed(scores: dict[str, float], seeds: Sequence[int]) -> int:
     return max(seeds, key=lambda s: (scores[str(s)], -seeds.index(s)))
 
 
-def train_selected(config: ExperimentConfig, *, report: Report | None = None,
+Report = Callable[[dict[str, Any]], Any]  # as trainer.Report: a progress callback
+
+
+def train_selected(config: ExperimentConfig, run: Callable[..., dict[str, Any]], *,
+                   report: Report | None = None,
                    checkpoint_dir: str | Path | None = None,
                    resume_from: str | Path | None = None, num_threads: int | None = None,
                    rungs: tuple[str, Sequence[float]] = ("steps", ())) -> dict[str, Any]:
     """``trainer.train`` for a config with training.select (same arguments and summary,
-    plus "selection"; the summary's config is the recipe's, with its own seed)."""
+    plus "selection"; the summary's config is the recipe's, with its own seed). ``run``
+    is ``trainer.run``, passed in so that this module does not import the trainer."""
     sel = config.training.select
     seeds = candidate_seeds(config)
     record: dict[str, Any] = {"seed": config.training.seed, "steps": sel.steps,

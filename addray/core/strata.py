@@ -25,7 +25,7 @@ Pairs outside 0..M are left out, and each pair appears once.
 The carry boundary (``carry_boundary_pairs``): pairs whose lowest tokens sum to base-1
 (one short of a carry, as 45 + 54 in base 100) or to base (the smallest carry, 45 + 55).
 They are 2% of uniform pairs for 3-digit operands, spread over the strata, and small
-models get them wrong far more often than the rest (benchmarks/RESULTS.md), so
+models get them wrong far more often than the rest (docs/LOG.md), so
 verification tests each of the two sums on its own.
 """
 

@@ -34,6 +34,7 @@ from addray.core.device import autocast, available_cpus, resolve_device
 from addray.core.evaluate import HeldOut, evaluate
 from addray.core.hard import HardPairs, example_losses
 from addray.core.model import Transformer, count_parameters
+from addray.core.select import train_selected
 from addray.core.strata import learned
 from addray.core.tokens import Vocab
 from addray.errors import ConfigError
@@ -153,8 +154,7 @@ def train(config: ExperimentConfig, *, report: Report | None = None,
     each evaluation reported with ``candidate`` (its seed), then the chosen one trains on.
     """
     if config.training.select is not None:
-        from addray.core.select import train_selected  # here: select imports this module
-        return train_selected(config, report=report, checkpoint_dir=checkpoint_dir,
+        return train_selected(config, run, report=report, checkpoint_dir=checkpoint_dir,
                               resume_from=resume_from, num_threads=num_threads, rungs=rungs)
     return run(config, report=report, checkpoint_dir=checkpoint_dir, resume_from=resume_from,
                num_threads=num_threads, rungs=rungs)
@@ -221,14 +221,14 @@ def run(config: ExperimentConfig, *, report: Report | None = None,
     steps_since, t_interval = 0, time.time()
     end = t.max_steps if stop_at is None else min(stop_at, t.max_steps)
     while state["step"] < end and status == "running":
-        tuning = ft_start is not None and state["step"] >= ft_start
-        if tuning and state["step"] == ft_start:
+        in_fine_tune = ft_start is not None and state["step"] >= ft_start
+        if in_fine_tune and state["step"] == ft_start:
             optimizer.state.clear()  # the fine-tune's Adam moments start afresh
             if n_hard:
                 measure_hard()
-        source = stages[tuning]
+        source = stages[in_fine_tune]
         idx = batch_indices(state["step"], len(source), t.batch_size, t.seed)
-        if tuning and n_hard:
+        if in_fine_tune and n_hard:
             idx = torch.cat([idx[: t.batch_size - n_hard], hard.draw(state["step"], n_hard)])
         x, y = (z.to(device, non_blocking=True) for z in source.batch(idx, pad_to))
         if compiled and device.type == "cuda":

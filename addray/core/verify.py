@@ -19,6 +19,15 @@ every edge case is right and the uniform pairs, every stratum and both carry bou
 sums are at or above 99%. It also counts how many of the
 tested pairs are in the model's training set (regenerated from its saved data
 settings) and the exact match on the others.
+
+Why more than uniform pairs: with operands uniform in 0..999, 1% of pairs have two
+one-token operands and 2% sit at the carry boundary, so a model can score 99.7% on
+uniform pairs and still get one boundary pair in eight wrong (a committed
+2,000-parameter model does), or answer ``0 + 0 = 100``. Training data is therefore
+balanced across operand lengths by default (``data.sampling: balanced``), and every
+evaluation during training reports ``worst_stratum``, ``carry_boundary`` and
+``edge_cases``; the trainer's held-out set is smaller than verify's, so a phase 3 search
+still runs verify on every model it keeps.
 """
 
 from __future__ import annotations

@@ -102,10 +102,9 @@ def _run_locked(opts: SweepOptions, plan: StudyPlan, trainable: Any, study_dir: 
             recorder = StudyRecorder(str(study_dir), opts.study,
                                      plan.scheduler if isinstance(plan.scheduler,
                                                                   RungScheduler) else None)
-            tuner = make_tuner(tune, fn, plan, run_config(tune, opts, study_dir,
-                                                          [recorder, *plan.callbacks],
-                                                          plan.columns),
-                               max_concurrent, slots)
+            run_config = make_run_config(tune, opts, study_dir, [recorder, *plan.callbacks],
+                                         plan.columns)
+            tuner = make_tuner(tune, fn, plan, run_config, max_concurrent, slots)
         t_fit = time.time()
         try:
             grid = tuner.fit()
@@ -142,7 +141,7 @@ def make_tuner(tune: Any, trainable: Any, plan: StudyPlan, run_config: Any,
                 max_concurrent_trials=max_concurrent, trial_name_creator=trial_name,
                 trial_dirname_creator=trial_dirname),
             run_config=run_config)
-    from addray.sweep.search import DeadlineLimiter
+    from addray.sweep.deadline import DeadlineLimiter
 
     # a searcher learns from finished trials: run no more at once than the resources allow
     limit = min(x for x in (plan.max_concurrent, slots, plan.n_trials or None) if x)
@@ -155,7 +154,7 @@ def make_tuner(tune: Any, trainable: Any, plan: StudyPlan, run_config: Any,
         run_config=run_config)
 
 
-def run_config(tune: Any, opts: SweepOptions, study_dir: Path, callbacks: list[Any],
+def make_run_config(tune: Any, opts: SweepOptions, study_dir: Path, callbacks: list[Any],
                columns: dict[str, str]) -> Any:
     """Storage in the study folder, the live table, retries, one checkpoint per trial."""
     from ray.tune import CLIReporter

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -22,9 +21,6 @@ def _last_line(path: str | None) -> str:
         return ""
     return lines[-1][:300] if lines else ""
 
-
-def _json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True) if value not in (None, "") else ""
 
 
 class StudyRecorder(tune.Callback):
@@ -47,7 +43,7 @@ class StudyRecorder(tune.Callback):
         row = {**result, "study": self.study, "trial_id": trial.trial_id,
                "config": spec["name"], "seed": spec["seed"],
                "lr": spec["config"]["training"]["learning_rate"], "lr_now": result.get("lr"),
-               "strata": _json(result.get("strata"))}
+               "strata": sf.json_cell(result.get("strata"))}
         files.append_csv(sf.curves_csv(self.study_dir), sf.CURVE_COLUMNS, row)
 
     def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
@@ -64,7 +60,6 @@ class StudyRecorder(tune.Callback):
              retries_delta: int = 0) -> dict[str, Any]:
         spec = trial.config["trial"]
         cfg = spec["config"]
-        model, training = cfg["model"], cfg["training"]
         last = trial.last_result or {}
         previous = {r["trial_id"]: r for r in sf.read_trials(self.study_dir)}
         retries = int(previous.get(trial.trial_id, {}).get("retries") or 0) + retries_delta
@@ -74,32 +69,15 @@ class StudyRecorder(tune.Callback):
             reason = note or (f"stopped by the scheduler at step {last.get('step', 0)} with "
                               f"exact match {last.get('exact_match', 0.0):.4f}")
         resources = trial.placement_group_factory.required_resources
-        return {
-            "study": self.study, "trial_id": trial.trial_id, "config": spec["name"],
-            "d_model": model["d_model"], "n_layers": model["n_layers"],
-            "n_heads": model["n_heads"], "d_ff": model["d_ff"],
-            "params": last.get("params", spec.get("params", "")),
-            "seed": spec["seed"], "lr": training["learning_rate"],
-            "batch_size": training["batch_size"], "status": status, "stop_reason": reason,
-            "steps": last.get("step", 0), "max_steps": training["max_steps"],
-            "examples": last.get("examples", ""), "flops": last.get("flops", ""),
-            "budget": spec.get("budget", ""),
-            "best_exact_match": last.get("best_exact_match", ""),
-            "final_exact_match": last.get("exact_match", ""),
-            "final_token_accuracy": last.get("token_accuracy", ""),
-            "worst_stratum": last.get("worst_stratum", ""),
-            "carry_boundary": last.get("carry_boundary", ""),
-            "edge_cases": last.get("edge_cases", ""), "learned": last.get("learned", ""),
-            "strata": _json(last.get("strata")),
-            "wall_seconds": round(last.get("time_total_s", 0.0), 2),
-            "device": last.get("device", ""), "node": last.get("node", ""),
-            "machine": last.get("machine", ""), "gpus": resources.get("GPU", 0),
-            "gpu_ids": last.get("gpu_ids", ""), "cpus": resources.get("CPU", 0),
-            "retries": retries, "error": error,
-            "suggestion": _json(spec.get("sample")), "score": last.get("search_score", ""),
-            "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
-            "resolved_config": json.dumps(cfg, sort_keys=True),
-        }
+        return sf.trial_row(
+            study=self.study, trial_id=trial.trial_id, name=spec["name"], config=cfg,
+            result={"params": spec.get("params", ""), "step": 0, **last}, status=status,
+            seed=spec["seed"], stop_reason=reason, budget=spec.get("budget", ""),
+            wall_seconds=round(last.get("time_total_s", 0.0), 2), node=last.get("node", ""),
+            gpus=resources.get("GPU", 0), gpu_ids=last.get("gpu_ids", ""),
+            cpus=resources.get("CPU", 0), retries=retries, error=error,
+            suggestion=sf.json_cell(spec.get("sample")), score=last.get("search_score", ""),
+            finished_at=time.strftime("%Y-%m-%dT%H:%M:%S"))
 
     def _upsert(self, row: dict[str, Any]) -> None:
         rows = {r["trial_id"]: r for r in sf.read_trials(self.study_dir)}

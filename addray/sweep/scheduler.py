@@ -18,10 +18,10 @@ rate stop together; a seed that already finished cannot be stopped).
 recorded there; it is stopped if it is below the cutoff that keeps the best
 1/reduction_factor (Tune's ASHA rule), once at least reduction_factor units are there
 (against a single rival, a 0.7-point gap at the first rung pruned the learning rate
-that ended best, benchmarks/RESULTS.md). Tune's ASHA judges a trial once, on arrival, so
+that ended best, docs/LOG.md). Tune's ASHA judges a trial once, on arrival, so
 the first trial at a rung always passes; in a grid of models of different speeds the
 fastest never meets a rival (on one H100, phase1_tiny ran all 10,000 steps to 24% while
-better models were pruned, benchmarks/RESULTS.md). With ``catch_up`` a trial is judged
+better models were pruned, docs/LOG.md). With ``catch_up`` a trial is judged
 again at every report against everything recorded since at the rungs it passed: what
 synchronous successive halving would decide, without making fast trials wait.
 With ``floor`` the comparison is replaced by an absolute rule: a unit is stopped at a

@@ -17,17 +17,16 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
-import time
 from pathlib import Path
 from typing import Any
 
 import yaml
-from ray.tune.search import ConcurrencyLimiter, Searcher
 
 from addray import files
 from addray import study_files as sf
 from addray.core.checkpoint import FILENAME
 from addray.core.model import Transformer, count_parameters
+from addray.sweep.deadline import DeadlineLimiter  # noqa: F401 (pickled studies name it here)
 from addray.sweep.driver import StudyPlan, run_study
 from addray.sweep.grid import run_grid
 from addray.sweep.options import (
@@ -43,28 +42,6 @@ from addray.sweep.search_space import OptunaSpace, SearchSpace, load_space
 
 SMOKE_TRIALS = 4  # a search small enough to run end to end in about a minute on 2 cores
 DEFAULT_TRIALS = 30
-
-
-class DeadlineLimiter(ConcurrencyLimiter):
-    """A ConcurrencyLimiter that stops suggesting once ``budget_s`` seconds have passed
-    since its first suggestion: running trials then finish normally and are recorded
-    (Tune's own time_budget_s cuts them off without a trials.csv row)."""
-
-    def __init__(self, searcher: Any, max_concurrent: int, budget_s: float | None):
-        super().__init__(searcher, max_concurrent=max_concurrent)
-        self.budget_s = budget_s
-        self.started: float | None = None
-
-    def set_state(self, state: dict) -> None:
-        super().set_state(state)
-        self.started = None  # the budget counts per run: a resumed search gets it anew
-
-    def suggest(self, trial_id: str) -> Any:
-        if self.started is None:
-            self.started = time.time()
-        if self.budget_s is not None and time.time() - self.started >= self.budget_s:
-            return Searcher.FINISHED
-        return super().suggest(trial_id)
 
 
 def search_space(opts: SearchOptions) -> SearchSpace:

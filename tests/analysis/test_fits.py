@@ -13,6 +13,7 @@ def _synthetic(k=3.0, x50=5.0, ceiling=1.0, noise=0.03, seeds=3, seed=0, sizes=N
     return params, acc  # unclipped: clipping at 0 and 1 would itself flatten the curve
 
 
+@pytest.mark.slow
 def test_fit_recovers_known_n50_and_slope():
     # over 10 synthetic data sets: estimates centre on the truth and the 95% bootstrap
     # intervals cover it in most of them

@@ -69,6 +69,7 @@ def _synthetic_study(root):
     return root
 
 
+@pytest.mark.slow
 def test_report_sections_computed_from_data(tmp_path):
     root = _synthetic_study(tmp_path / "results")
     md_path, summary = report.build(root)
@@ -93,6 +94,7 @@ def test_report_sections_computed_from_data(tmp_path):
     assert "| synth | phase2_wide | phase2_deep | 3.98x |" in md
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("setup,message", [
     (lambda d: None, "no studies found"),
     (lambda d: (d / "readme.txt").write_text("not results"), "no studies found"),
@@ -137,6 +139,7 @@ def _search_study(root, threshold=0.99):
     return root
 
 
+@pytest.mark.slow
 def test_search_section_frontier_smallest_and_seeds(tmp_path):
     root = _synthetic_study(tmp_path / "results")
     _search_study(root)
@@ -157,6 +160,7 @@ def test_search_section_frontier_smallest_and_seeds(tmp_path):
     assert any("m5000 with 5,000 parameters" in s for s in summary)
 
 
+@pytest.mark.slow
 def test_later_stages_in_the_search_folder_join_the_frontier(tmp_path):
     root = _synthetic_study(tmp_path / "results")
     _search_study(root)

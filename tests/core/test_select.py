@@ -39,6 +39,7 @@ def test_score_is_the_mean_over_the_second_half_of_the_screen():
     assert chosen_seed({"3": 0.4, "1003": 0.5}, [3, 1003]) == 1003
 
 
+@pytest.mark.slow
 def test_selected_run_is_the_run_of_the_chosen_seed(tmp_path):
     cfg = small_config(training=SELECT)
     seen = []
@@ -70,6 +71,7 @@ def test_selected_run_is_the_run_of_the_chosen_seed(tmp_path):
                     + [(None, sel["chosen"], s) for s in (25, 30, 35, 40)])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("crash_at", [("candidate", 3 + SEED_STRIDE, 10),
                                       ("chosen", None, 30)])
 def test_interrupted_selection_resumes_where_it_was(tmp_path, crash_at):

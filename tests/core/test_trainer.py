@@ -42,6 +42,7 @@ def test_fine_tune_restarts_the_schedule_for_its_last_steps():
     assert lr_at(1500, tuned, s) == pytest.approx(1e-5)
 
 
+@pytest.mark.slow
 def test_fine_tune_continues_a_finished_run_as_if_trained_through(tmp_path):
     steps = {"max_steps": 30, "check_every": 10, "compile": "off"}
     first = small_config(training=steps, data={"carry_share": 0.0})
@@ -69,6 +70,7 @@ def test_fine_tune_continues_a_finished_run_as_if_trained_through(tmp_path):
     assert [m["train_loss"] for m in other][3:] != losses[0][3:]
 
 
+@pytest.mark.slow
 def test_fine_tune_hard_share_resumes_inside_the_stage_as_if_trained_through(tmp_path):
     steps = {"max_steps": 50, "check_every": 10, "compile": "off"}
     tuned = small_config(training={**steps, "fine_tune": {"steps": 30, "hard_share": 0.5}})
@@ -130,6 +132,7 @@ def test_batch_order_is_a_function_of_step():
     assert len(set(epoch.tolist())) == 15 * 64
 
 
+@pytest.mark.slow
 def test_learns_addition_on_held_out_pairs(trained_small):
     result = trained_small["result"]
     # greedy exact match on 1,000 pairs never seen in training
@@ -308,6 +311,7 @@ def test_padding_to_a_fixed_length_changes_no_loss_or_exact_match():
         assert x["eval_loss"] == pytest.approx(y["eval_loss"], rel=1e-5)
 
 
+@pytest.mark.slow
 def test_compiled_step_matches_the_eager_step_and_resumes(tmp_path):
     # torch.compile on the CPU (as on CUDA, without CUDA graphs): same losses as eager
     # within float tolerance, and a resumed compiled run keeps its step count and data

@@ -20,6 +20,8 @@ import pytest
 from addray import study_files as sf
 from tests.conftest import ROOT, kill_tree, rows, wait_for
 
+pytestmark = pytest.mark.ray  # studies run for real: Ray started, scripts run
+
 ENTRYPOINT = ROOT / "docker" / "entrypoint.sh"
 PHASE1 = ROOT / "sweeps" / "phase1.py"
 # every port chosen by Ray itself (0), so that nodes on one host never race for one;

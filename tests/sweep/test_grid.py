@@ -19,6 +19,8 @@ from addray.sweep.grid import build_configs, plan_grid, run_grid
 from addray.sweep.options import SweepOptions
 from tests.conftest import CONFIGS, ROOT, SWEEPS, kill_tree, rows, run_script, wait_for
 
+pytestmark = pytest.mark.ray  # studies run for real: Ray started, scripts run
+
 # the trial functions below are shipped to Ray workers by value, not by module name
 ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
 

@@ -18,6 +18,8 @@ from addray.sweep.optuna_log import storage_url
 from addray.sweep.search import best_row
 from tests.conftest import ROOT, kill_tree, rows, wait_for
 
+pytestmark = pytest.mark.ray  # studies run for real: Ray started, scripts run
+
 SCRIPT = ROOT / "sweeps" / "phase3_search.py"
 SEARCHED = {"d_model", "n_layers", "n_heads", "d_ff_mult", "learning_rate", "batch_size",
             "warmup_steps", "weight_decay", "dropout"}

@@ -10,6 +10,7 @@ import subprocess
 import sys
 
 import psutil
+import pytest
 
 from addray.sweep import cluster
 from tests.conftest import ROOT, SWEEPS, kill_tree, rows, wait_for
@@ -36,6 +37,7 @@ def _loopback(address: str) -> bool:
     return ip.is_loopback
 
 
+@pytest.mark.ray
 def test_a_local_study_listens_on_loopback_only_and_keeps_its_token_private(tmp_path):
     home = tmp_path / "home"
     home.mkdir()

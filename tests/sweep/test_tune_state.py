@@ -158,6 +158,7 @@ def _search(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
                           env={**os.environ, **(env or {})})
 
 
+@pytest.mark.ray
 def test_resume_after_a_cut_searcher_state(tmp_path):
     """A real search whose searcher state a kill cut to nothing (as in CI, where Tune then
     logged "Failed to restore the run state" and started the study again): the resume
