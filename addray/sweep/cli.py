@@ -194,6 +194,8 @@ def grid_options(args: argparse.Namespace, presets: dict[str, Preset]) -> SweepO
         common["grace_period"] = preset.grace_period
     screen = preset.screen if args.screen is None else args.screen
     floor = preset.floor if args.floor is None else args.floor
+    if args.smoke_test and args.floor is None:
+        floor = None  # a smoke run's models are at 0% at every rung: the path, not a floor
     return SweepOptions(configs=preset.configs, seeds=seeds, lrs=lrs, config_lrs=config_lrs,
                         screen=screen, floor=floor, compare=args.compare or preset.compare,
                         recipe=preset.overrides, **common)

@@ -94,3 +94,30 @@ def test_a_resume_must_repeat_the_study_it_continues(tmp_path):
         with pytest.raises(StudyError, match=f"--resume with {flag} different from the study's"
                                              r".*python sweeps/phase1.py --seeds 3$"):
             check_state(replace(same, **changed), tmp_path / "s")
+
+
+def _laptop(*argv):
+    import importlib.util
+
+    from addray.sweep.cli import grid_options, parser
+
+    path = CONFIGS.parent / "sweeps" / "phase1.py"
+    spec = importlib.util.spec_from_file_location("phase1", path)
+    phase1 = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(phase1)
+    args = parser("phase1", "", phase1.PRESETS).parse_args(["--configs", "laptop", "--gpus", "0",
+                                                             *argv])
+    return grid_options(args, phase1.PRESETS)
+
+
+def test_the_laptop_set_screens_rates_per_size_with_a_floor(tmp_path):
+    opts = _laptop()
+    assert opts.screen and opts.floor == 0.002 and opts.seeds == 3 and opts.grace_period == 1
+    # every config has its own grid of three rates, and --lr replaces them all
+    names = {p.rsplit("/", 1)[-1].removesuffix(".yaml") for p in opts.configs}
+    assert set(opts.config_lrs) == names and all(len(v) == 3 for v in opts.config_lrs.values())
+    assert _laptop("--lr", "1e-2").config_lrs == {}
+    smoke = _laptop("--smoke-test")
+    assert smoke.floor is None and all(len(v) == 1 for v in smoke.config_lrs.values())
+    assert _laptop("--no-screen").screen is False
+    validate(replace(opts, results=str(tmp_path)))  # the set passes its own checks
