@@ -33,7 +33,11 @@ def index_text(root: Path) -> str:
         if not readme.is_file():
             raise StudyError(f"{folder}: no README.md (one line: config, commit, machine, "
                              f"verdict)")
-        first = next((ln for ln in readme.read_text().splitlines() if ln.strip()), "")
+        try:
+            text = readme.read_text()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise StudyError(f"{readme}: cannot read ({exc})") from None
+        first = next((ln for ln in text.splitlines() if ln.strip()), "")
         rel = folder.relative_to(root).as_posix()
         lines.append(f"| [{rel}]({rel}/) | {first.replace('|', '/')} |")
     return HEADER + "\n".join(lines) + "\n"

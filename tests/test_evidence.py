@@ -35,3 +35,11 @@ def test_check_fails_on_a_stale_index(tmp_path, capsys):
     (tmp_path / "a" / "README.md").write_text("another line\n")
     assert main([str(tmp_path), "--check"]) == 1
     assert "out of date" in capsys.readouterr().out
+
+
+def test_an_unreadable_readme_is_one_line(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "README.md").write_bytes(b"\xff\xfe not text")
+    (tmp_path / "a" / "x.csv").write_text("x\n")
+    with pytest.raises(StudyError, match=r"a/README.md: cannot read"):
+        index_text(tmp_path)

@@ -76,3 +76,19 @@ def test_smallest_learned_on_every_seed():
     assert best == {"study": "d", "config": "mid", "params": 1888, "seeds": 3}
     assert compare.smallest_learned_on_every_seed(t, min_seeds=2)["params"] == 1500
     assert compare.smallest_learned_on_every_seed(t[t["study"].isin(["a", "b"])]) is None
+
+
+def test_rates_are_compared_on_the_seeds_they_share():
+    # a screened study: lr 1e-2 ran seed 0 only (0.70), lr 3e-3 was chosen on seed 0 (0.80)
+    # and its seeds 1 and 2 came out lower; a mean over unequal seeds would prefer 1e-2
+    rows = [row(1, lr=1e-2, seed=0, final_exact_match=0.70),
+            row(2, lr=3e-3, seed=0, final_exact_match=0.80),
+            row(3, lr=3e-3, seed=1, final_exact_match=0.50),
+            row(4, lr=3e-3, seed=2, final_exact_match=0.50),
+            # its never-run seeds: rows without a result, not censored points
+            row(5, lr=1e-2, seed=1, final_exact_match=None, status="pruned", steps=0),
+            row(6, lr=1e-2, seed=2, final_exact_match=None, status="pruned", steps=0)]
+    best = compare.best_lrs(_t(rows))
+    assert best["lr"].item() == 3e-3 and best["seeds"].item() == 3
+    assert best["exact_match"].item() == pytest.approx(0.6)
+    assert compare.learning_rates(_t(rows))["by_lr"].item()[1e-2] == (0.70, 0, 1)
