@@ -40,8 +40,9 @@ class TokenizedSet:
 
     def batch(self, idx: torch.Tensor, pad_to: int | None = None) -> tuple[torch.Tensor, ...]:
         """(inputs, labels), each (B, T) with T the longest example in the batch minus one,
-        or ``pad_to`` minus one. Padding is PAD in the inputs and ignored (-100) in the
-        labels, so it changes no loss."""
+        or ``pad_to`` minus one; ``idx`` of shape (K, B) gives (K, B, T), a batch per row.
+        Padding is PAD in the inputs and ignored (-100) in the labels, so it changes no
+        loss."""
         width = int(self.lengths[idx].max()) if pad_to is None else pad_to
         x = self.tokens[idx]
         y = self.labels[idx]
@@ -49,4 +50,4 @@ class TokenizedSet:
             extra = width - x.size(1)
             x = torch.nn.functional.pad(x, (0, extra), value=self.vocab.pad)
             y = torch.nn.functional.pad(y, (0, extra), value=-100)
-        return x[:, : width - 1].contiguous(), y[:, : width - 1].contiguous()
+        return x[..., : width - 1].contiguous(), y[..., : width - 1].contiguous()

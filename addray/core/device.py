@@ -60,3 +60,9 @@ def autocast(device: torch.device, precision: str = "auto") -> contextlib.Abstra
     if precision == "bfloat16" or (precision == "auto" and device.type == "cuda"):
         return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+def loss_precision(logits: torch.Tensor) -> torch.Tensor:
+    """Logits as the loss takes them: float32 from bf16 or float32, float64 kept (a model
+    trained in float64 by tests comparing two ways of computing one run)."""
+    return logits if logits.dtype == torch.float64 else logits.float()

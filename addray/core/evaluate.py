@@ -20,7 +20,7 @@ from addray.core import strata
 from addray.core.batches import TokenizedSet
 from addray.core.data import operands
 from addray.core.decode import greedy_decode
-from addray.core.device import autocast
+from addray.core.device import autocast, loss_precision
 from addray.core.tokens import Vocab, make_example
 
 
@@ -59,7 +59,7 @@ def evaluate(model: torch.nn.Module, held: HeldOut, batch_size: int,
         with autocast(device, precision):
             logits = model(x)
         mask = y != -100
-        loss_sum += float(F.cross_entropy(logits[mask].float(), y[mask], reduction="sum"))
+        loss_sum += float(F.cross_entropy(loss_precision(logits[mask]), y[mask], reduction="sum"))
         correct += int((logits[mask].argmax(-1) == y[mask]).sum())
         count += int(mask.sum())
     with autocast(device, precision):

@@ -64,6 +64,8 @@ class CausalSelfAttention(nn.Module):
         self.rotary = Rotary(cfg.head_dim, cfg.max_seq_len, cfg.rope_theta)
         self.dropout = cfg.dropout
         self.resid_drop = nn.Dropout(cfg.dropout)
+        # fused training (core/fused.py) swaps in attention written as matrix products
+        self.attend = F.scaled_dot_product_attention
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, t, c = x.shape
@@ -71,7 +73,7 @@ class CausalSelfAttention(nn.Module):
         q, k, v = (z.view(b, t, self.n_heads, c // self.n_heads).transpose(1, 2)
                    for z in (q, k, v))  # (B, H, T, hd)
         q, k = self.rotary(q, k)
-        y = F.scaled_dot_product_attention(
+        y = self.attend(
             q, k, v, is_causal=True, dropout_p=self.dropout if self.training else 0.0)
         y = y.transpose(1, 2).contiguous().view(b, t, c)  # (B, T, C)
         return self.resid_drop(self.proj(y))

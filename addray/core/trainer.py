@@ -30,7 +30,7 @@ from addray.core import checkpoint as ckpt
 from addray.core.batches import TokenizedSet
 from addray.core.config import DataConfig, ExperimentConfig, SchedulerConfig, TrainingConfig
 from addray.core.data import load_data
-from addray.core.device import autocast, available_cpus, resolve_device
+from addray.core.device import autocast, available_cpus, loss_precision, resolve_device
 from addray.core.evaluate import HeldOut, evaluate
 from addray.core.hard import HardPairs, example_losses
 from addray.core.model import Transformer, count_parameters
@@ -128,7 +128,7 @@ class LossModule(torch.nn.Module):
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         with autocast(self.device, self.precision):
             logits = self.model(x)  # (B, T, V)
-        return F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), y.reshape(-1),
+        return F.cross_entropy(loss_precision(logits).reshape(-1, logits.size(-1)), y.reshape(-1),
                                ignore_index=-100)
 
 
@@ -267,7 +267,7 @@ def run(config: ExperimentConfig, *, report: Report | None = None,
             # held-out exact match 1.0 ends a run only in its last stage: the fine-tune
             # settles what a held-out set of this size barely tests (the carry boundary)
             last_stage = ft_start is None or step > ft_start
-            status, reason = _early_stop(state, metrics, t, counts=regular,
+            status, reason = early_stop(state, metrics, t, counts=regular,
                                          perfect_stops=last_stage)
             if status == "running" and step >= t.max_steps:
                 status, reason = "completed", "max_steps"
@@ -341,7 +341,7 @@ def _fine_tune_set(config: ExperimentConfig, train_set: TokenizedSet) -> Tokeniz
     return TokenizedSet(load_data(tuned).train, Vocab(tuned.base))
 
 
-def _early_stop(state: dict[str, Any], metrics: dict[str, Any], t: TrainingConfig,
+def early_stop(state: dict[str, Any], metrics: dict[str, Any], t: TrainingConfig,
                 counts: bool = True, perfect_stops: bool = True) -> tuple[str, str]:
     """Update best/patience counters; return (status, reason). An evaluation that does
     not ``count`` (an extra one at a pruning rung) leaves patience as it is; exact match
