@@ -38,7 +38,7 @@ pack() { tar czf "$OUT/gpu_run.tgz" --exclude='*.pt' --exclude='tune' --exclude=
            -C "$OUT/work" . && cp "$LOG" "$OUT/run.log"; ls -la "$OUT"; }
 trap pack EXIT
 
-say "# gpu_run.sh, $(date -u +%FT%TZ), commit $(git rev-parse --short HEAD 2>/dev/null || echo none), smoke=$SMOKE"
+say "# gpu_run.sh, $(date -u +%FT%TZ), commit ${COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}, smoke=$SMOKE"
 nvidia-smi --query-gpu=name,memory.total,driver_version,utilization.gpu --format=csv 2>&1 | tee -a "$LOG" || true
 python3 -c "import torch, sys; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), 'python', sys.version.split()[0])" 2>&1 | tee -a "$LOG"
 RES="$OUT/work/results"
@@ -67,7 +67,7 @@ else
     --configs phase1_lower phase1_2k phase1_upper phase1_tiny --members 1 8 16 32 \
     --compiled-members 16 --compile both --compiled-configs phase1_2k phase1_lower \
     --csv "$OUT/work/fused_throughput.csv"
-  step fused_study 160 python3 benchmarks/fused_study.py --phase 1 --device cuda --parallel 8 \
+  step fused_study 160 env TORCHINDUCTOR_COMPILE_THREADS=2 python3 benchmarks/fused_study.py --phase 1 --device cuda --parallel 8 \
     --results "$RES"
   collect_partial
   step report_fused 30 python3 -m addray.report "$RES/phase1-fused"
