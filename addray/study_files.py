@@ -33,7 +33,7 @@ TRIAL_COLUMNS = [
     "budget", "best_exact_match", "final_exact_match", "final_token_accuracy",
     "worst_stratum", "carry_boundary", "edge_cases", "learned", "strata", "wall_seconds",
     "device", "node", "machine", "gpus", "gpu_ids", "cpus", "retries", "error", "finished_at",
-    "suggestion", "score", "resolved_config",
+    "suggestion", "score", "resolved_config", "group",
 ]
 CURVE_COLUMNS = [
     "study", "trial_id", "config", "seed", "lr", "params", "step", "examples", "flops",

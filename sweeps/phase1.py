@@ -2,7 +2,7 @@
 
     python sweeps/phase1.py --help
     python sweeps/phase1.py --gpus 1                  # the scaling study on one GPU
-    python sweeps/phase1.py --configs laptop          # its CPU version, ~10 min on 2 cores
+    python sweeps/phase1.py --configs laptop          # its CPU version, 6-14 min on 2 cores
     python sweeps/phase1.py --configs laptop-long     # a longer CPU study, 20-60 min
     python sweeps/phase1.py --configs reference       # the reference's four, as published
 """
@@ -50,7 +50,7 @@ PRESETS = {
                     "reference's four and four below), at lr 1e-3, 3e-3, 1e-2, one recipe",
                     lrs=LRS, overrides=RECIPE, compare="config", seeds_gpu=3),
     "laptop": Preset(LAPTOP_CONFIGS, "five sizes, 2.4K to 32K parameters, 3,000 steps, three "
-                     "rates a size, 3 seeds at its best: the CPU version (about 10 minutes on "
+                     "rates a size, 3 seeds at its best: the CPU version (6-14 minutes on "
                      "2 cores)", config_lrs=LAPTOP_LRS, overrides=LAPTOP, compare="config",
                      seeds_gpu=3, seeds_cpu=3, screen=True, floor=0.002, grace_period=1),
     "laptop-long": Preset(SIZES[:3] + REFERENCE[2:], "the five sizes up to 163K, 4,000 "

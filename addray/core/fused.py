@@ -228,12 +228,19 @@ def train_fused(configs: Sequence[ExperimentConfig], *, report: MemberReport | N
                 checkpoint_dir: str | Path | None = None,
                 resume_from: str | Path | None = None, num_threads: int | None = None,
                 rungs: tuple[str, Sequence[float]] = ("steps", ()),
+                prune: Callable[[dict[int, dict[str, Any]]], dict[int, str]] | None = None,
+                on_checkpoint: Callable[[int, dict[int, dict[str, Any]]], Any] | None = None,
                 compile_step: bool | None = None) -> list[dict[str, Any]]:
     """Train ``configs`` (``fusable``) as one group; one summary per member, as
     ``trainer.train`` returns. ``report(k, metrics)`` is called after each evaluation of
     member k (metrics as the trainer's, plus ``member``); a true return stops it (status
-    "stopped"). ``compile_step``: torch.compile the fused forward and loss (default: as
-    training.compile of the first config)."""
+    "stopped"). ``prune``, called with every member evaluated at a step (member -> its
+    metrics, already reported), returns the members to stop there with why (status
+    "pruned"). ``on_checkpoint(step, evaluated)`` is called once the group's checkpoint
+    holds that step and those decisions, with the members' metrics as they ended there.
+    ``rungs`` as ``trainer.train``'s. ``compile_step``: torch.compile the fused forward
+    and loss (default: as training.compile of the first config). An exception raised by a
+    callback stops training; the last checkpoint stays."""
     why = fusable(configs)
     if why is not None:
         raise ConfigError(f"cannot fuse these runs: {why}")
@@ -286,7 +293,7 @@ def train_fused(configs: Sequence[ExperimentConfig], *, report: MemberReport | N
             continue
         mean_losses = dict(zip(active, (loss_sum / steps_since).tolist(), strict=True))
         seconds = time.time() - t_interval
-        stopped = []
+        evaluated: dict[int, dict[str, Any]] = {}
         for k in active:
             s = states[k]
             s["step"], s["train_seconds"] = step, s["train_seconds"] + seconds
@@ -294,11 +301,15 @@ def train_fused(configs: Sequence[ExperimentConfig], *, report: MemberReport | N
                                        mean_losses[k], steps_since,
                                        seconds, flops_per_example, params, regular,
                                        out_of_time, device, t_start)
+            evaluated[k] = metrics
             if report is not None and report(k, dict(metrics)) and s["status"] == "running":
                 s["status"], s["reason"] = "stopped", "stopped by the caller"
                 metrics.update(status="stopped", stop_reason=s["reason"])
-            if s["status"] != "running":
-                stopped.append(k)
+        for k, why in (prune(evaluated) if prune is not None else {}).items():
+            if states[k]["status"] == "running":
+                states[k]["status"], states[k]["reason"] = "pruned", why
+                evaluated[k].update(status="pruned", stop_reason=why)
+        stopped = [k for k in active if states[k]["status"] != "running"]
         if stopped:
             keep = [i for i, k in enumerate(active) if k not in stopped]
             rows_kept = torch.tensor(keep, dtype=torch.long, device=device)
@@ -307,6 +318,8 @@ def train_fused(configs: Sequence[ExperimentConfig], *, report: MemberReport | N
             active = [k for k in active if k not in stopped]
         if checkpoint_dir is not None:
             _save(Path(checkpoint_dir) / FILENAME, configs, fused, opt, active, states)
+        if on_checkpoint is not None:
+            on_checkpoint(step, evaluated)
         loss_sum = torch.zeros(len(active), device=device)
         steps_since, t_interval = 0, time.time()
     return [_summary(configs[k], states[k], params, device, compiled, t_start)

@@ -75,6 +75,12 @@ def parser(study: str, description: str, presets: dict[str, Preset] | None = Non
                        help="train each config's learning rates on its first seed, then its "
                        "other seeds only at the rate that ended best there (the others are "
                        "pruned before they start, named in trials.csv); default: the set's")
+        g.add_argument("--fuse", choices=["auto", "on", "off"], default="off",
+                       help="train each config's learning rates and seeds as one stacked "
+                       "model in one trial (one Tune trial per config, one trials.csv row per "
+                       "run); auto: where the study runs on GPUs, compares within configs "
+                       "and holds no screen (on a CPU fusing measured no faster). Off by "
+                       "default until fused trials are measured on a GPU")
     g.add_argument("--max-steps", type=cli.bounded(int, 1, 10**9),
                    help="override training.max_steps of every config")
     g.add_argument("--check-every", type=cli.bounded(int, 1, 10**9),
@@ -196,8 +202,12 @@ def grid_options(args: argparse.Namespace, presets: dict[str, Preset]) -> SweepO
     floor = preset.floor if args.floor is None else args.floor
     if args.smoke_test and args.floor is None:
         floor = None  # a smoke run's models are at 0% at every rung: the path, not a floor
+    compare = args.compare or preset.compare
+    fuse = args.fuse
+    if fuse == "auto" and not (on_gpus(args) and compare == "config" and not screen):
+        fuse = "off"
     return SweepOptions(configs=preset.configs, seeds=seeds, lrs=lrs, config_lrs=config_lrs,
-                        screen=screen, floor=floor, compare=args.compare or preset.compare,
+                        screen=screen, floor=floor, compare=compare, fuse=fuse,
                         recipe=preset.overrides, **common)
 
 

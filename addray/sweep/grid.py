@@ -14,8 +14,10 @@ from collections import Counter
 from typing import Any
 
 from addray.core.config import ExperimentConfig, load_config
+from addray.core.fused import fusable
 from addray.core.model import Transformer, count_parameters
 from addray.core.tokens import max_example_length
+from addray.errors import ConfigError
 from addray.sweep.driver import StudyPlan, run_study
 from addray.sweep.options import SweepOptions, command_overrides, grid_of, no_select, validate
 from addray.sweep.scheduler import UNITS, RungScheduler, rung_budgets, show_budget
@@ -60,6 +62,30 @@ def unit_by_setting(config: dict) -> tuple[str, float]:
     return spec["name"], spec["config"]["training"]["learning_rate"]
 
 
+def fuse_trials(trials: list[dict], configs: list[ExperimentConfig], mode: str,
+                prune: dict) -> list[dict]:
+    """One trial per config holding its runs as ``members`` (``mode`` "on": every config,
+    or a one-line error; "auto": the configs that can be fused, the others as they were).
+    A config of one run stays a plain trial."""
+    by_name: dict[str, list[int]] = {}
+    for i, t in enumerate(trials):
+        by_name.setdefault(t["name"], []).append(i)
+    out = []
+    for name, idx in by_name.items():
+        why = fusable([configs[i] for i in idx])
+        if why is not None and mode == "on":
+            raise ConfigError(f"--fuse on: config {name}: {why}")
+        if why is not None or len(idx) == 1:
+            out += [trials[i] for i in idx]
+            continue
+        first = trials[idx[0]]
+        out.append({"label": f"{name}-fused{len(idx)}", "name": name, "seed": first["seed"],
+                    "replica": 0, "params": first["params"], "config": first["config"],
+                    "budget": first["budget"], "prune": prune,
+                    "members": [trials[i] for i in idx]})
+    return out
+
+
 def plan_grid(opts: SweepOptions) -> StudyPlan:
     """The study's trials and scheduler, for options already validated."""
     combos = build_configs(opts)
@@ -77,6 +103,12 @@ def plan_grid(opts: SweepOptions) -> StudyPlan:
                "replica": seed - first[cfg.name], "params": params[cfg.name],
                "config": cfg.to_dict(), "budget": clock, "prune": prune}
               for cfg, lr, seed in combos]
+    n_runs = len(trials)
+    if opts.fuse != "off":
+        prune = {**prune, "reduction_factor": opts.reduction_factor, "floor": opts.floor,
+                 "on": opts.prune}
+        trials = fuse_trials(trials, [cfg for cfg, _, _ in combos], opts.fuse, prune)
+    fused = sum(1 for t in trials if "members" in t)
     if opts.prune:
         by_config = opts.compare == "config"
         # a grid's trials are all known: judge each at every rung it passed (catch-up)
@@ -102,12 +134,17 @@ def plan_grid(opts: SweepOptions) -> StudyPlan:
             # a rung keeps the best 1/rf of the settings it compares: it needs rf of them
             text += (f" (a rung compares {settings} setting(s) {where}, fewer than "
                      f"--reduction-factor {opts.reduction_factor}: none will be pruned)")
+        if fused:
+            text += (f"; {fused} fused trial(s) apply the same rule among their own runs")
     else:
         from ray.tune.schedulers import FIFOScheduler
 
         scheduler, text = FIFOScheduler(), "no pruning: every trial runs its whole budget"
     from ray import tune
 
+    if fused:
+        text += (f"; {n_runs} runs in {len(trials)} trials, {fused} of them fused (each "
+                 "config's learning rates and seeds as one stacked model)")
     return StudyPlan(n_trials=len(trials), scheduler=scheduler, pruning=text,
                      param_space={"trial": tune.grid_search(trials)},
                      info={"kind": "grid", "budget": clock, "budget_unit": UNITS[clock],

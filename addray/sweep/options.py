@@ -24,6 +24,7 @@ MAX_SEEDS = 100
 METRICS = ("exact_match", "worst_stratum")
 BUDGETS = ("steps", "examples", "flops")
 COMPARE = ("all", "config")
+FUSE = ("auto", "on", "off")
 
 # a study small enough to run end to end in about a minute on 2 CPU cores
 SMOKE_OVERRIDES: dict[str, Any] = {
@@ -48,6 +49,10 @@ class SweepOptions:
     # a rung stops only settings whose mean score there is below this (None: ASHA's
     # comparison with the other settings)
     floor: float | None = None
+    # each config's learning rates and seeds trained as one stacked model in one trial
+    # (addray.core.fused): "on" (every config, or an error), "auto" (the configs that can
+    # be fused; the CLI leaves auto only for GPU studies that compare within configs)
+    fuse: str = "off"
     results: str = "results"
     gpus: float | None = None  # None: every GPU the cluster has
     gpus_per_trial: float | None = None  # None: the packing rule (addray.sweep.resources)
@@ -154,6 +159,12 @@ def validate(opts: SweepOptions) -> Path:
            opts.cpus_per_trial, "must be > 0 and <= 4096")
     for flag, value in (("--max-steps", opts.max_steps), ("--check-every", opts.check_every)):
         _check(value is None or value >= 1, flag, value, "must be >= 1")
+    _check(opts.fuse in FUSE, "--fuse", opts.fuse, f"must be one of {', '.join(FUSE)}")
+    if opts.fuse != "off":
+        _check(opts.compare == "config" or not opts.prune, "--fuse", "on", "needs --compare "
+               "config (a fused trial holds one config's runs and prunes among them alone)")
+        _check(not opts.screen, "--fuse", "on", "cannot go with --screen (a screen holds a "
+               "config's other seeds back; fused members train side by side)")
     if isinstance(opts, SearchOptions):
         _validate_search(opts)
     else:
@@ -204,7 +215,7 @@ def check_state(opts: SweepOptions, study_dir: Path) -> dict[str, Any]:
 # options that define a study's trials and how they are judged: a resume must repeat them
 # (resources, retries, the dashboard, a search's trial count and time budget may change)
 _DEFINING = {"configs": "--configs", "recipe": "--configs", "seeds": "--seeds", "lrs": "--lr",
-             "config_lrs": "--lr", "screen": "--screen", "floor": "--floor",
+             "config_lrs": "--lr", "screen": "--screen", "floor": "--floor", "fuse": "--fuse",
              "max_steps": "--max-steps", "check_every": "--check-every", "overrides": "--set",
              "smoke_test": "--smoke-test", "metric": "--metric", "budget": "--budget",
              "compare": "--compare", "prune": "--no-prune", "grace_period": "--grace-period",

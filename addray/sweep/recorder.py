@@ -23,6 +23,11 @@ def _last_line(path: str | None) -> str:
 
 
 
+def member_id(trial_id: str, k: int) -> str:
+    """The trials.csv id of run k of a fused trial."""
+    return f"{trial_id}-{k}"
+
+
 class StudyRecorder(tune.Callback):
     """Writes one trials.csv row per finished trial and one curves.csv row per report.
 
@@ -39,6 +44,17 @@ class StudyRecorder(tune.Callback):
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict,
                         **info: Any) -> None:
         spec = trial.config["trial"]
+        if "members" in spec:  # a fused trial: a curve row for each run evaluated now
+            for k, m in enumerate(result.get("members") or []):
+                if m and m.get("fresh") == result.get("step"):
+                    member = spec["members"][k]
+                    files.append_csv(sf.curves_csv(self.study_dir), sf.CURVE_COLUMNS, {
+                        **m, "study": self.study, "trial_id": member_id(trial.trial_id, k),
+                        "config": member["name"], "seed": member["seed"],
+                        "lr": member["config"]["training"]["learning_rate"],
+                        "lr_now": m.get("lr"), "strata": sf.json_cell(m.get("strata")),
+                        "node": result.get("node", ""), "pid": result.get("pid", "")})
+            return
         # Ray's result also has a "config" (the whole param space): ours must win
         row = {**result, "study": self.study, "trial_id": trial.trial_id,
                "config": spec["name"], "seed": spec["seed"],
@@ -47,24 +63,53 @@ class StudyRecorder(tune.Callback):
         files.append_csv(sf.curves_csv(self.study_dir), sf.CURVE_COLUMNS, row)
 
     def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self._upsert(self._row(trial, "running", retries_delta=1))
+        for row in self._rows(trial, "running", retries_delta=1):
+            self._upsert(row)
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         status = (trial.last_result or {}).get("status", "running")
-        self._upsert(self._row(trial, "pruned" if status == "running" else status))
+        for row in self._rows(trial, "pruned" if status == "running" else status):
+            self._upsert(row)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self._upsert(self._row(trial, "errored", error=_last_line(trial.error_file)))
+        for row in self._rows(trial, "errored", error=_last_line(trial.error_file)):
+            self._upsert(row)
 
-    def _row(self, trial: Any, status: str, error: str = "",
-             retries_delta: int = 0) -> dict[str, Any]:
+    def _rows(self, trial: Any, status: str, error: str = "",
+              retries_delta: int = 0) -> list[dict[str, Any]]:
+        """The trial's row, or a fused trial's row per run: each run's own end (a run
+        still running when its trial ends takes the trial's)."""
         spec = trial.config["trial"]
-        cfg = spec["config"]
+        if "members" not in spec:
+            return [self._row(trial, status, error, retries_delta)]
         last = trial.last_result or {}
+        results = last.get("members") or []
+        rows = []
+        for k, member in enumerate(spec["members"]):
+            mine = results[k] if k < len(results) and results[k] else {}
+            own = mine.get("status", "running")
+            run_status = own if own != "running" else status
+            if run_status == "pruned" and own == "running":
+                mine = {**mine, "stop_reason": "stopped with its fused trial at step "
+                                               f"{mine.get('step', 0)}"}
+            row = self._row(trial, run_status, error if own == "running" else "",
+                            retries_delta, spec=member, last={**last, **mine},
+                            row_id=member_id(trial.trial_id, k))
+            rows.append({**row, "trial_id": member_id(trial.trial_id, k),
+                         "group": trial.trial_id})
+        return rows
+
+    def _row(self, trial: Any, status: str, error: str = "", retries_delta: int = 0,
+             spec: dict[str, Any] | None = None, last: dict[str, Any] | None = None,
+             row_id: str | None = None) -> dict[str, Any]:
+        spec = spec or trial.config["trial"]
+        cfg = spec["config"]
+        last = (trial.last_result or {}) if last is None else last
         previous = {r["trial_id"]: r for r in sf.read_trials(self.study_dir)}
-        retries = int(previous.get(trial.trial_id, {}).get("retries") or 0) + retries_delta
+        retries = (int(previous.get(row_id or trial.trial_id, {}).get("retries") or 0)
+                   + retries_delta)
         reason = last.get("stop_reason", "")
-        if status == "pruned":
+        if status == "pruned" and not reason:
             note = self.scheduler.stop_note(trial.trial_id) if self.scheduler else None
             reason = note or (f"stopped by the scheduler at step {last.get('step', 0)} with "
                               f"exact match {last.get('exact_match', 0.0):.4f}")

@@ -102,6 +102,15 @@ class RungScheduler(FIFOScheduler):
             self._ended = set()
         self._ended.add(trial_id)
 
+    def ended(self, trial_id: str) -> None:
+        """The trial will report no more (a caller judging runs outside Tune says so)."""
+        self._end(trial_id)
+
+    def place(self, trial_id: str, config: dict) -> None:
+        """Make a trial known before its first report (so that its setting waits for
+        it at a rung)."""
+        self._place(trial_id, config)
+
     def stop_note(self, trial_id: str) -> str | None:
         """Why this scheduler stopped the trial, or None if it did not."""
         return self._notes.get(trial_id)

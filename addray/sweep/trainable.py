@@ -60,6 +60,8 @@ def run_trial(params: dict[str, Any]) -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
     os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(COMPILE_CACHE))
     spec = params["trial"]
+    if "members" in spec:
+        return run_fused_trial(spec)
     cfg = from_dict(spec["config"], source=f"trial {spec['label']}")
     prune = spec["prune"]
     work = Path(tempfile.mkdtemp(prefix=f"{WORK_PREFIX}{os.getpid()}-"))
@@ -89,5 +91,84 @@ def run_trial(params: dict[str, Any]) -> None:
         if not reported and result["history"]:
             # restored from a checkpoint that had already finished: report its last state
             report({**result["history"][-1], "status": result["status"]})
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _setting(member: dict[str, Any]) -> float:
+    """A fused trial's runs are one config's: a setting is a learning rate (its seeds are
+    judged together, as the grid's ``unit_by_setting``)."""
+    return member["trial"]["config"]["training"]["learning_rate"]
+
+
+def member_pruner(spec: dict[str, Any]) -> Any:
+    """The grid's rung rule among a fused trial's own runs (``prune`` of the trial spec:
+    its clock, rungs, floor and reduction factor; a setting's seeds judged together), as
+    ``fused.train_fused`` takes it; None without pruning."""
+    from addray.sweep.scheduler import REPORT_KEY, RungScheduler
+
+    prune = spec["prune"]
+    if not prune.get("on", True) or not prune["rungs"]:
+        return None
+    rule = RungScheduler(score="prune_score", clock=prune["clock"], rungs=prune["rungs"],
+                         reduction_factor=prune["reduction_factor"], catch_up=True,
+                         group=None, unit=_setting, unit_label="setting of this config",
+                         floor=prune["floor"])
+    members = [{"trial": m} for m in spec["members"]]
+    for k, m in enumerate(members):
+        rule.place(str(k), m)
+
+    def decide(evaluated: dict[int, dict[str, Any]]) -> dict[int, str]:
+        stops: dict[int, str] = {}
+        for _ in range(2):  # the first pass records every member, the second judges all
+            for k, metrics in evaluated.items():
+                result = {REPORT_KEY[prune["clock"]]: metrics[REPORT_KEY[prune["clock"]]],
+                          "prune_score": pruning_score(metrics, prune["metric"]),
+                          "status": metrics["status"]}
+                if rule.judge(str(k), members[k], result) == "STOP" and k not in stops:
+                    stops[k] = rule.stop_note(str(k)) or "stopped at a rung"
+                    rule.ended(str(k))
+        return stops
+
+    return decide
+
+
+def run_fused_trial(spec: dict[str, Any]) -> None:
+    """Train a fused trial's runs (``spec["members"]``) as one group; every report holds
+    each run's latest metrics under ``members`` (the recorder writes a row for each)."""
+    from addray.core.fused import FILENAME as FUSED
+    from addray.core.fused import train_fused
+
+    configs = [from_dict(m["config"], source=f"trial {m['label']}") for m in spec["members"]]
+    work = Path(tempfile.mkdtemp(prefix=f"{WORK_PREFIX}{os.getpid()}-"))
+    restored = tune.get_checkpoint()
+    resume = (Path(restored.to_directory(str(work / "restored"))) / FUSED
+              if restored is not None else None)
+    labels = {"node": socket.gethostname(), "machine": machine(),
+              "gpu_ids": ",".join(str(g) for g in ray.get_gpu_ids()), "pid": os.getpid()}
+    latest: dict[int, dict[str, Any]] = {}
+    prune = spec["prune"]
+
+    def report(step: int, evaluated: dict[int, dict[str, Any]]) -> None:
+        for k, metrics in evaluated.items():
+            latest[k] = {**metrics, "label": spec["members"][k]["label"], "fresh": step}
+        members = [latest.get(k, {}) for k in range(len(configs))]
+        running = [m for m in members if m.get("status") == "running"]
+        best = max((m.get("exact_match", 0.0) for m in members), default=0.0)
+        top = {"step": step, "examples": step * configs[0].training.batch_size,
+               "exact_match": best, "members": members, "members_running": len(running),
+               "status": "running" if running else "completed", **labels}
+        checkpoint = tune.Checkpoint.from_directory(str(work / "ckpt"))
+        tune.report(top, checkpoint=checkpoint)
+
+    try:
+        results = train_fused(configs, prune=member_pruner(spec), on_checkpoint=report,
+                              checkpoint_dir=work / "ckpt", resume_from=resume,
+                              num_threads=trial_cpus(),
+                              rungs=(prune["clock"], prune["rungs"]))
+        if not latest:  # restored from a group that had already finished
+            report(max(r["steps"] for r in results),
+                   {k: {**r["history"][-1], "status": r["status"]}
+                    for k, r in enumerate(results) if r["history"]})
     finally:
         shutil.rmtree(work, ignore_errors=True)
