@@ -275,15 +275,8 @@ def train_fused(configs: Sequence[ExperimentConfig], *, report: MemberReport | N
     loss_sum = torch.zeros(len(active), device=device)  # per row of the stack
     steps_since, t_interval = 0, time.time()
     while active and step < t.max_steps:
-        rows = [batch_indices_for(step, len(train_set), t.batch_size, configs[k], caches[k])
-                for k in active]
-        x, y = (z.to(device, non_blocking=True)
-                for z in train_set.batch(torch.stack(rows), pad_to))  # (K, B, T)
-        lr = torch.tensor([trainer.lr_at(step, configs[k].training, configs[k].scheduler)
-                           for k in active], device=device)
-        wd = torch.tensor([trainer.weight_decay_at(step, configs[k]) for k in active],
-                          device=device)
-        losses = step_group(x, y, lr, wd)
+        losses = step_group(*_inputs(step, [configs[k] for k in active],
+                                     [caches[k] for k in active], train_set, pad_to, device))
         step += 1
         steps_since += 1
         loss_sum += losses.detach()
@@ -309,13 +302,7 @@ def train_fused(configs: Sequence[ExperimentConfig], *, report: MemberReport | N
             if states[k]["status"] == "running":
                 states[k]["status"], states[k]["reason"] = "pruned", why
                 evaluated[k].update(status="pruned", stop_reason=why)
-        stopped = [k for k in active if states[k]["status"] != "running"]
-        if stopped:
-            keep = [i for i, k in enumerate(active) if k not in stopped]
-            rows_kept = torch.tensor(keep, dtype=torch.long, device=device)
-            fused.keep(rows_kept)
-            opt.keep(rows_kept)
-            active = [k for k in active if k not in stopped]
+        active = _drop_stopped(active, states, fused, opt, device)
         if checkpoint_dir is not None:
             _save(Path(checkpoint_dir) / FILENAME, configs, fused, opt, active, states)
         if on_checkpoint is not None:
@@ -324,6 +311,32 @@ def train_fused(configs: Sequence[ExperimentConfig], *, report: MemberReport | N
         steps_since, t_interval = 0, time.time()
     return [_summary(configs[k], states[k], params, device, compiled, t_start)
             for k in range(k_all)]
+
+
+def _inputs(step: int, configs: list[ExperimentConfig], caches: list[dict],
+            train_set: Any, pad_to: int | None, device: torch.device) -> tuple[torch.Tensor, ...]:
+    """(x, y, lr, wd) of optimizer step ``step`` for the members still in the stack, in
+    its order: each member's batch of its seed (K, B, T), its learning rate and weight
+    decay (K,)."""
+    rows = [batch_indices_for(step, len(train_set), c.training.batch_size, c, cache)
+            for c, cache in zip(configs, caches, strict=True)]
+    x, y = (z.to(device, non_blocking=True) for z in train_set.batch(torch.stack(rows), pad_to))
+    lr = torch.tensor([trainer.lr_at(step, c.training, c.scheduler) for c in configs],
+                      device=device)
+    wd = torch.tensor([trainer.weight_decay_at(step, c) for c in configs], device=device)
+    return x, y, lr, wd
+
+
+def _drop_stopped(active: list[int], states: list[dict[str, Any]], fused: FusedModel,
+                  opt: StackedAdamW, device: torch.device) -> list[int]:
+    """The members still running; the others' rows leave the stack (and the optimizer's
+    moments), so that they cost nothing more."""
+    keep = [i for i, k in enumerate(active) if states[k]["status"] == "running"]
+    if len(keep) < len(active):
+        rows = torch.tensor(keep, dtype=torch.long, device=device)
+        fused.keep(rows)
+        opt.keep(rows)
+    return [active[i] for i in keep]
 
 
 def batch_indices_for(step: int, n: int, batch_size: int, config: ExperimentConfig,

@@ -50,10 +50,16 @@ def separate():
     return [train(c, num_threads=2) for c in member_configs()]
 
 
+@pytest.fixture(scope="module")
+def whole():
+    """The members trained as one group, uncut."""
+    return train_fused(member_configs(), num_threads=2)
+
+
 @pytest.mark.slow
-def test_each_member_trains_as_the_trainer_trains_it_alone(separate):
+def test_each_member_trains_as_the_trainer_trains_it_alone(separate, whole):
     configs = member_configs()
-    fused = train_fused(configs, num_threads=2)
+    fused = whole
     n_test = configs[0].data.n_test
     for alone, member in zip(separate, fused, strict=True):
         assert_same_run(alone, member, n_test)
@@ -76,7 +82,7 @@ def test_large_rates_agree_while_rounding_stays_rounding():
 
 
 @pytest.mark.slow
-def test_an_interrupted_group_resumes_exactly(tmp_path, separate):
+def test_an_interrupted_group_resumes_exactly(tmp_path, separate, whole):
     configs = member_configs()
 
     def interrupt(k, metrics):
@@ -88,7 +94,6 @@ def test_an_interrupted_group_resumes_exactly(tmp_path, separate):
     assert (tmp_path / FILENAME).is_file()
     resumed = train_fused(configs, resume_from=tmp_path, checkpoint_dir=tmp_path,
                           num_threads=2)
-    whole = train_fused(configs, num_threads=2)
     for alone, member, uncut in zip(separate, resumed, whole, strict=True):
         assert_same_run(alone, member, configs[0].data.n_test)
         # the same arithmetic as the run that was never cut: the same numbers
@@ -122,14 +127,14 @@ def test_a_stopped_member_freezes_and_the_others_run_on(separate):
 
 @pytest.mark.slow
 def test_early_stopping_is_per_member():
-    # patience 1, min_delta 1: every member stops at its second evaluation (step 200)
-    configs = member_configs(members=MEMBERS[:2],
+    # patience 1, min_delta 1: every member stops at its second evaluation (step 100)
+    configs = member_configs(members=MEMBERS[:2], check_every=50,
                              early_stopping={"patience": 1, "min_delta": 1.0})
     fused = train_fused(configs, num_threads=2)
     alone = [train(c, num_threads=2) for c in configs]
     for a, f in zip(alone, fused, strict=True):
         assert f["status"] == a["status"] == "early_stopped"
-        assert f["steps"] == a["steps"] == 200
+        assert f["steps"] == a["steps"] == 100
 
 
 def test_a_tied_digit_basis_model_fuses_too():
