@@ -383,21 +383,7 @@ def _evaluate_member(k: int, config: ExperimentConfig, fused: FusedModel, active
 
 def _summary(config: ExperimentConfig, s: dict[str, Any], params: int, device: torch.device,
              compiled: bool, t_start: float) -> dict[str, Any]:
-    last = s["history"][-1] if s["history"] else {}
-    return {
-        "name": config.name, "status": s["status"], "stop_reason": s["reason"],
-        "steps": s["step"], "final_exact_match": last.get("exact_match", 0.0),
-        "best_exact_match": s["best_exact_match"], "best_step": s["best_step"],
-        "final_token_accuracy": last.get("token_accuracy", 0.0),
-        "worst_stratum": last.get("worst_stratum", 0.0),
-        "carry_boundary": last.get("carry_boundary", 0.0),
-        "edge_cases": last.get("edge_cases", 0.0), "learned": last.get("learned", False),
-        "strata": last.get("strata", {}), "params": params,
-        "wall_seconds": time.time() - t_start, "train_seconds": s["train_seconds"],
-        "device": str(device), "compiled": compiled, "fused": True,
-        "threads": torch.get_num_threads() if device.type == "cpu" else 0,
-        "config": config.to_dict(), "history": s["history"],
-    }
+    return {**trainer.run_summary(config, s, params, device, compiled, t_start), "fused": True}
 
 
 def _save(path: Path, configs: Sequence[ExperimentConfig], fused: FusedModel,

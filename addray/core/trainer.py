@@ -294,9 +294,18 @@ def run(config: ExperimentConfig, *, report: Report | None = None,
     if status == "running" and state["step"] >= t.max_steps:
         status, reason = "completed", "max_steps"
 
+    return run_summary(config, {**state, "status": status, "reason": reason}, params,
+                       device, compiled, t_start)
+
+
+def run_summary(config: ExperimentConfig, state: dict[str, Any], params: int,
+                device: torch.device, compiled: bool, t_start: float) -> dict[str, Any]:
+    """What ``train`` returns for a run: its status, final and best metrics, parameters,
+    times, device, resolved config and evaluation history (``state`` as the run keeps
+    it)."""
     last = state["history"][-1] if state["history"] else {}
     return {
-        "name": config.name, "status": status, "stop_reason": reason,
+        "name": config.name, "status": state["status"], "stop_reason": state["reason"],
         "steps": state["step"], "final_exact_match": last.get("exact_match", 0.0),
         "best_exact_match": state["best_exact_match"], "best_step": state["best_step"],
         "final_token_accuracy": last.get("token_accuracy", 0.0),
