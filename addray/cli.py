@@ -4,24 +4,38 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
+from addray import stops
 from addray.errors import ConfigError, UserError
 
 
 def run(main: Callable[[], int | None]) -> None:
-    """Call ``main`` and exit with its code; a user error prints ``error: ...`` and exits 2."""
+    """Call ``main`` and exit with its code; a user error prints ``error: ...`` and exits 2;
+    a file the system cannot write or read (a full or read-only disk, no permission) is
+    one line naming it, exit 1; SIGTERM and SIGHUP are Ctrl-C (``addray.stops``)."""
+    stops.as_interrupt()
     try:
         code = main()
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        sys.exit(130)
+        print("interrupted" + (f" (signal {signal.Signals(stops.received()).name})"
+                               if stops.received() else ""), file=sys.stderr)
+        sys.exit(stops.exit_code())
+    except OSError as exc:
+        if exc.filename is None:
+            raise  # not about a file: a bug, shown whole
+        print(f"error: {exc.filename}: {exc.strerror or exc}", file=sys.stderr)
+        sys.exit(1)
+    if code == 130:
+        code = stops.exit_code()
     sys.exit(code or 0)
 
 
@@ -61,8 +75,11 @@ def setting(text: str) -> tuple[str, Any]:
 
 
 def output_folder(path: str | Path, option: str = "--out") -> Path:
-    """A folder to write into: refused in one line if it exists as a file."""
+    """A folder to write into: refused in one line if it exists as a file or is a link."""
     path = Path(path)
+    if path.is_symlink():
+        raise ConfigError(f"{option} {path}: is a symbolic link (to {os.readlink(path)}); "
+                          f"addray writes through no link: name the real folder")
     if path.exists() and not path.is_dir():
         raise ConfigError(f"{option} {path}: is a file, not a folder")
     return path

@@ -8,6 +8,7 @@ from addray import cli
 from addray.core.config import from_dict
 from addray.core.data import make_dataset, write_jsonl
 from addray.core.tokens import max_example_length
+from addray.errors import StudyError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -23,6 +24,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--base", type=int, default=100, help="token base (100)")
     p.add_argument("--sampling", choices=["uniform", "balanced"], default="uniform",
                    help="training pairs: uniform, or operand lengths drawn evenly")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace train.jsonl and test.jsonl if OUT already holds them")
     args = p.parse_args(argv)
     data = {"base": args.base, "operand_max": args.operand_max, "n_train": args.train,
             "n_test": args.test, "seed": args.seed, "sampling": args.sampling}
@@ -32,6 +35,10 @@ def main(argv: list[str] | None = None) -> int:
                                              "max_seq_len": max(longest, 1)}},
                     source="command line", name="data")
     out = cli.output_folder(args.out)
+    held = [f for f in ("train.jsonl", "test.jsonl") if (out / f).exists()]
+    if held and not args.overwrite:
+        raise StudyError(f"--out {out}: already holds {' and '.join(held)}; pass --overwrite "
+                         f"to replace them, or another --out")
     dataset = make_dataset(cfg.data)
     out.mkdir(parents=True, exist_ok=True)
     write_jsonl(out / "train.jsonl", dataset.train)

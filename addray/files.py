@@ -1,15 +1,20 @@
-"""Files written so that nothing is lost: one atomic writer, one CSV reader and writer,
-and an OS lock that keeps one process per folder. No torch, no Ray here."""
+"""Files written so that nothing is lost and read so that nothing escapes: one atomic
+writer, one bounded reader, one CSV reader and writer, and an OS lock that keeps one
+process per folder. No write follows a symbolic link it did not create: temporary files
+are created anew (``O_EXCL``), appends and the lock refuse a link (``O_NOFOLLOW``), and a
+folder addray writes into may not be a link. No torch, no Ray here."""
 
 from __future__ import annotations
 
 import contextlib
 import csv
+import errno
 import fcntl
 import io
 import json
 import os
 import socket
+import stat
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +30,10 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     half of one."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    # created here, anew: whatever was planted under that name (a link) is removed, not
+    # followed, so the block writes only into a file this process made
+    tmp.unlink(missing_ok=True)
+    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644))
     try:
         yield tmp
         os.replace(tmp, path)
@@ -35,6 +44,46 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 def write_text(path: str | Path, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text)
+
+
+def not_a_link(path: str | Path, what: str) -> Path:
+    """``path``, refused in one line if it is a symbolic link (a dangling one too): a
+    folder or file that addray writes into is never reached through a link."""
+    path = Path(path)
+    if path.is_symlink():
+        raise StudyError(f"{what} {path}: is a symbolic link (to {os.readlink(path)}); addray "
+                         f"writes through no link: name the real folder, or remove the link")
+    return path
+
+
+def _size(n: int) -> str:
+    return f"{n >> 20} MiB" if n >= 1 << 20 else f"{n >> 10} KiB"
+
+
+def read_bounded(path: str | Path, limit: int, what: str,
+                 error: type[Exception] = DataError) -> bytes:
+    """The bytes of a file a user named, at most ``limit`` of them: the bound is on the
+    bytes read, not the size the file reports (a device such as /dev/zero reports 0).
+    Every failure is one ``error`` naming the file."""
+    path = Path(path)
+    try:
+        with path.open("rb") as f:
+            if stat.S_ISDIR(os.fstat(f.fileno()).st_mode):
+                raise error(f"{path}: is a folder, not a {what}")
+            data = f.read(limit + 1)
+    except FileNotFoundError:
+        raise error(f"{path}: no such {what}") from None
+    except IsADirectoryError:
+        raise error(f"{path}: is a folder, not a {what}") from None
+    except OSError as exc:
+        raise error(f"{path}: cannot read the {what} ({exc.strerror})") from None
+    if len(data) > limit:
+        raise error(f"{path}: {what} is larger than {_size(limit)} (read stopped there)")
+    return data
+
+
+CSV_LIMIT = 1 << 30  # trials.csv and curves.csv: a study of 100,000 reports is ~50 MiB
+JSON_LIMIT = 16 << 20  # study.json, metrics.json
 
 
 def read_csv(path: str | Path, required: tuple[str, ...] = ()) -> list[dict[str, str]]:
@@ -48,8 +97,8 @@ def read_csv(path: str | Path, required: tuple[str, ...] = ()) -> list[dict[str,
     if not path.exists():
         return []
     try:
-        text = path.read_text()
-    except (OSError, UnicodeDecodeError) as exc:
+        text = read_bounded(path, CSV_LIMIT, "results file").decode("utf-8")
+    except UnicodeDecodeError as exc:
         raise DataError(f"{path}: cannot read ({exc})") from None
     if not text.endswith("\n"):
         text = text[: text.rfind("\n") + 1]  # drop the row still being written
@@ -87,14 +136,27 @@ def append_csv(path: str | Path, columns: list[str], row: dict[str, Any]) -> Non
     """Append one row (with a header first if the file is new), in one write. A file
     written by an older version keeps its own columns."""
     path = Path(path)
-    if path.exists() and path.stat().st_size > 0:
-        with path.open(newline="") as f:
-            columns = next(csv.reader(f), columns)
-        text = _line(columns, row)
-    else:
-        text = ",".join(columns) + "\r\n" + _line(columns, row)
-    with path.open("a", newline="") as f:
-        f.write(text)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            not_a_link(path, "results file")
+        raise
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise StudyError(f"{path}: not a regular file; addray appends only to its own "
+                             f"results files")
+        head = os.pread(fd, 1 << 16, 0).decode(errors="replace")
+        if head:
+            columns = next(csv.reader(io.StringIO(head.split("\n", 1)[0])), columns)
+            text = _line(columns, row)
+        else:
+            text = ",".join(columns) + "\r\n" + _line(columns, row)
+        data = text.encode()
+        while data:
+            data = data[os.write(fd, data):]
+    finally:
+        os.close(fd)
 
 
 class FolderLock:
@@ -108,8 +170,20 @@ class FolderLock:
         self._fd: int | None = None
 
     def acquire(self) -> FolderLock:
+        not_a_link(self.path.parent, "folder")
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)  # not inherited by children
+        try:  # not inherited by children; never through a link
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        except OSError as exc:
+            if exc.errno != errno.ELOOP:
+                raise
+            raise StudyError(f"{self.path}: is a symbolic link, not {self.what}'s lock file; "
+                             f"remove it (addray writes through no link)") from None
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
+            os.close(fd)
+            raise StudyError(f"{self.path}: not a lock file of addray's (a regular file with "
+                             f"one name); remove it before running here")
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -138,8 +212,8 @@ class FolderLock:
 def read_json_object(path: str | Path) -> dict[str, Any]:
     """A JSON file holding one object; unreadable or anything else is a one-line DataError."""
     try:
-        value = json.loads(Path(path).read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        value = json.loads(read_bounded(path, JSON_LIMIT, "JSON file"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise DataError(f"{path}: not valid JSON ({exc})") from None
     if not isinstance(value, dict):
         raise DataError(f"{path}: expected a JSON object")

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
-from addray import cli
+from addray import cli, files
 from addray.core.checkpoint import load_model
 from addray.core.decode import greedy_decode
 from addray.core.device import resolve_device
@@ -13,16 +12,16 @@ from addray.core.tokens import Vocab, answer_text, make_example
 from addray.errors import DataError
 
 MAX_PAIRS = 1_000_000
+MAX_DIGITS = 30
+PAIRS_LIMIT = 64 << 20  # a million pairs of 30-digit operands
 
 
 def parse_pairs(path: str) -> list[tuple[int, int]]:
     """Lines 'A B' of a text file; a bad line is one error naming the file and line."""
     try:
-        lines = Path(path).read_bytes().decode("utf-8").splitlines()
+        lines = files.read_bounded(path, PAIRS_LIMIT, "pairs file").decode("utf-8").splitlines()
     except UnicodeDecodeError:
         raise DataError(f"{path}: not a text (UTF-8) file of lines 'A B'") from None
-    except OSError as exc:
-        raise DataError(f"{path}: cannot read: {exc.strerror}") from None
     pairs = []
     for lineno, line in enumerate(lines, start=1):
         if not line.strip():
@@ -31,6 +30,9 @@ def parse_pairs(path: str) -> list[tuple[int, int]]:
         if len(parts) != 2 or not all(p.isdigit() and p.isascii() for p in parts):
             raise DataError(f"{path}:{lineno}: expected two non-negative integers 'A B', "
                             f"got {line.strip()[:60]!r}")
+        if max(len(p) for p in parts) > MAX_DIGITS:
+            raise DataError(f"{path}:{lineno}: an operand of more than {MAX_DIGITS} digits; "
+                            f"the models here add numbers of a few tokens")
         pairs.append((int(parts[0]), int(parts[1])))
         if len(pairs) > MAX_PAIRS:
             raise DataError(f"{path}: more than {MAX_PAIRS:,} pairs; split the file")

@@ -79,15 +79,24 @@ FINAL_STATUSES = ("completed", "early_stopped", "pruned", "time_limit", "diverge
 CENSORED_STATUSES = ("pruned", "time_limit")
 
 
+# a results folder's committed evidence (results/reference/): the report reads it on its
+# own, never mixed into the studies around it, so no study may take its name
+EVIDENCE = "reference"
+
+
 def study_folder(results: str | Path, study: str) -> Path:
     """RESULTS/STUDY as an absolute path; the study name must be a plain name, so that
-    nothing is written outside the results folder."""
+    nothing is written outside the results folder, and the folder may not be a link."""
     if not names.is_name(study):
         raise ConfigError(f"--study {show_name(study)}: {names.RULE}")
+    if study == EVIDENCE:
+        raise ConfigError(f"--study {study}: reserved for the committed evidence "
+                          f"(RESULTS/{EVIDENCE}/, which reports leave out of the studies "
+                          f"around it); choose another name")
     root = Path(results).expanduser().resolve()
     if root.exists() and not root.is_dir():
         raise ConfigError(f"--results {results}: is a file, not a folder")
-    return root / study
+    return files.not_a_link(root / study, "study folder")
 
 
 def show_name(value: object) -> str:

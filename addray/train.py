@@ -78,6 +78,10 @@ def main(argv: list[str] | None = None) -> int:
         checkpoint, metrics = out / FILENAME, out / "metrics.json"
         if args.resume and not checkpoint.is_file():
             raise StudyError(f"{checkpoint}: no checkpoint to resume from")
+        for f in (checkpoint, metrics):
+            if f.is_symlink() or (f.exists() and not f.is_file()):
+                raise StudyError(f"{f}: not a file addray wrote (a folder, a link or a "
+                                 f"device); move it away before training in {out}")
         if not args.resume and (checkpoint.exists() or metrics.exists()):
             if not args.overwrite:
                 raise StudyError(f"{out}: already holds a run ({FILENAME}); pass --resume to "

@@ -8,6 +8,7 @@ model that adds (phase 3); compute; the reference audit. Reads files only.
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import matplotlib
@@ -193,7 +194,7 @@ def curves_section(doc: Doc, res: Results, out: Path) -> None:
         if g["trial_id"].nunique() <= 24:
             ax.legend(fontsize=6)
         fig.tight_layout()
-        name = f"curves_{study}.png"
+        name = f"curves_{re.sub(r'[^A-Za-z0-9._-]', '_', study)}.png"  # inside out/
         fig.savefig(out / name, dpi=110)
         plt.close(fig)
         doc.image(name, f"learning curves of {study}")

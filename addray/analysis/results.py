@@ -6,11 +6,13 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
+from addray import names
 from addray import study_files as sf
 from addray.errors import DataError
 
@@ -33,7 +35,7 @@ class Results:
 
 # a results folder's committed evidence (results/reference/): reported on its own, never
 # mixed into the studies of the folder around it (a copy would count its trials twice)
-EVIDENCE = "reference"
+EVIDENCE = sf.EVIDENCE
 
 
 def _study_dirs(root: Path) -> list[Path]:
@@ -65,12 +67,14 @@ def load_results(root: str | Path) -> Results:
     results = Results(root=root)
     trial_rows, curve_rows = [], []
     for d in dirs:
-        info = sf.read_study(d) or {"study": d.name, "state": "unknown"}
-        name = info.get("study", d.name)
+        info = _study_info(d)
+        name = info["study"]
         if name in results.studies:  # a copy of a study in another folder: keep apart
             name = str(d.relative_to(root)).replace("/", "-")
             info["study"] = name
         trials, curves = sf.read_trials(d), sf.read_curves(d)
+        check_values(trials, sf.trials_csv(d), NUMERIC)
+        check_values(curves, sf.curves_csv(d), CURVE_NUMERIC)
         for row in trials + curves:
             row["study"] = name
         running = _running_trials(curves, {r["trial_id"] for r in trials}, name)
@@ -88,6 +92,65 @@ def load_results(root: str | Path) -> Results:
     if results.trials.empty:
         raise DataError(f"{root}: studies found but no trial has reported yet")
     return results
+
+
+# the columns' rules: counts are whole numbers >= 0, scores are fractions in [0, 1],
+# resources, rates and times are >= 0; a loss may be NaN (a diverged trial's); every
+# number is finite
+COUNTS = {"d_model", "n_layers", "n_heads", "d_ff", "params", "seed", "batch_size", "steps",
+          "max_steps", "examples", "step", "retries"}
+NON_NEGATIVE = {"gpus", "cpus", "lr", "flops", "wall_seconds", "elapsed_s"}
+FRACTIONS = {"best_exact_match", "final_exact_match", "final_token_accuracy", "exact_match",
+             "token_accuracy", "worst_stratum", "carry_boundary", "edge_cases"}
+MAY_BE_NAN = {"train_loss", "eval_loss"}
+STUDY_TEXT = ("study", "state", "command")  # study.json keys the report prints
+
+
+def check_values(rows: list[dict[str, str]], path: Path, columns: list[str]) -> None:
+    """Every number in a results file as its column's rule has it, else a DataError
+    naming the file, the line and the column: a malformed value is never counted (nor
+    dropped) silently."""
+    for lineno, row in enumerate(rows, start=2):
+        for column in columns:
+            text = row.get(column)
+            if text in (None, ""):
+                continue
+            try:
+                value = float(text)
+            except ValueError:
+                value = None
+            if value is None or _breaks(column, value):
+                rule = ("a whole number >= 0" if column in COUNTS else
+                        "a fraction in [0, 1]" if column in FRACTIONS else
+                        "a finite number >= 0" if column in NON_NEGATIVE else "a finite number")
+                raise DataError(f"{path}:{lineno}: column {column} = {text[:40]!r}: must be "
+                                f"{rule}")
+
+
+def _breaks(column: str, value: float) -> bool:
+    if math.isnan(value):
+        return column not in MAY_BE_NAN
+    if math.isinf(value):
+        return True
+    if column in COUNTS:
+        return value < 0 or value != int(value)
+    if column in NON_NEGATIVE:
+        return value < 0
+    return column in FRACTIONS and not 0 <= value <= 1
+
+
+def _study_info(d: Path) -> dict:
+    """A study's study.json (a stand-in if it has none), its printed keys checked. The
+    study's name is its folder's unless study.json holds a plain name: no file name is
+    ever made from anything else."""
+    path = d / "study.json"
+    info = sf.read_study(d) or {"study": d.name, "state": "unknown"}
+    for key in STUDY_TEXT:
+        if key in info and not isinstance(info[key], str):
+            raise DataError(f"{path}: {key} = {str(info[key])[:40]}: must be a string")
+    if not names.is_name(info.get("study")):
+        info["study"] = d.name
+    return info
 
 
 def _running_trials(curves: list[dict], known: set[str], study: str) -> list[dict]:

@@ -203,6 +203,8 @@ def fail(source: str, key: str, value: Any, rule: str) -> typing.NoReturn:
 def number(value: Any, source: str, key: str, kind: type = float) -> int | float:
     """``value`` as a finite int or float (``kind``), or a ConfigError naming the key.
     The one number parser of config and search-space files."""
+    if yamlfile.ambiguous(value):
+        fail(source, key, value, yamlfile.AMBIGUOUS_RULE)
     num = yamlfile.to_number(value)
     if kind is int:
         if num is None or num != int(num):

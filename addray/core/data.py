@@ -222,6 +222,9 @@ def operands(example: dict, base: int) -> tuple[int, int]:
     return from_tokens(prompt[:plus], base), from_tokens(prompt[plus + 1:-1], base)
 
 
+DATA_LIMIT = 1 << 30  # a data file: 10M examples of the largest operands fit in ~700 MiB
+
+
 def write_jsonl(path: str | Path, examples: list[dict]) -> None:
     files.write_text(path, "".join(json.dumps(ex) + "\n" for ex in examples))
 
@@ -231,10 +234,9 @@ def read_jsonl(path: str | Path, base: int = 100) -> list[dict]:
     path = Path(path)
     vocab = Vocab(base)
     try:
-        lines = path.read_text().splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: cannot read ({getattr(exc, 'strerror', None) or exc})") \
-            from None
+        lines = files.read_bounded(path, DATA_LIMIT, "data file").decode("utf-8").splitlines()
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: cannot read ({exc})") from None
     examples = []
     for lineno, line in enumerate(lines, start=1):
         if not line.strip():

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from addray import files
+from addray import files, stops
 from addray import study_files as sf
 from addray.sweep import cluster, resources, tune_state
 from addray.sweep.options import SweepOptions, check_state
@@ -55,20 +55,20 @@ def _run_locked(opts: SweepOptions, plan: StudyPlan, trainable: Any, study_dir: 
     # one kept checkpoint per trial forces an experiment snapshot at every report, which
     # is what makes a killed driver resumable; Ray warns about it on every report
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    from ray import tune
-
-    from addray.sweep.recorder import StudyRecorder
-    from addray.sweep.scheduler import RungScheduler
-    from addray.sweep.trainable import remove_stale_work_dirs, run_trial
+    from addray.sweep.trainable import remove_stale_work_dirs
 
     remove_stale_work_dirs()
     tune_dir = study_dir / "tune"
-    if opts.resume and tune_dir.is_dir():
-        for line in tune_state.check(tune_dir):  # before Tune reads it back
-            print(f"addray: {line}")
+    if opts.resume:
+        started = bool(sf.read_trials(study_dir) or sf.read_curves(study_dir))
+        tune_state.check_restorable(tune_dir, started)
+        if tune_dir.is_dir():
+            for line in tune_state.check(tune_dir):  # before Tune reads it back
+                print(f"addray: {line}")
     handle = cluster.connect(opts.address, dashboard=opts.dashboard,
                              dashboard_host=opts.dashboard_host,
                              num_cpus=opts.num_cpus, num_gpus=opts.num_gpus)
+    stops.as_interrupt()  # again: Ray's start-up installs a SIGTERM handler of its own
     try:
         gpus_per_trial = opts.gpus_per_trial
         if gpus_per_trial is None:
@@ -82,51 +82,70 @@ def _run_locked(opts: SweepOptions, plan: StudyPlan, trainable: Any, study_dir: 
         cluster.check_cpus(cpt)
         study_dir.mkdir(parents=True, exist_ok=True)
         info = {"study": opts.study, "command": opts.command, "state": "running",
-                "trials": plan.n_trials, "options": asdict(opts), **plan.info,
+                "folder": str(study_dir), "trials": plan.n_trials, "options": asdict(opts),
+                **plan.info,
                 "resources": {"gpus": gpus, "gpus_per_trial": gpt, "cpus_per_trial": cpt,
                               "max_concurrent": max_concurrent},
                 "started_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
         if opts.resume:
             info = {**previous, "state": "running", "resumed_with": opts.command}
         sf.write_study(study_dir, info)
-        _announce(opts, handle, study_dir, plan, gpt, cpt, max_concurrent)
-
-        fn = tune.with_resources(trainable or run_trial, {"cpu": cpt, "gpu": gpt})
-        if opts.resume and tune.Tuner.can_restore(str(tune_dir)):
-            # the scheduler, the recorder and a searcher's state come back with it
-            tuner = tune.Tuner.restore(str(tune_dir), trainable=fn, resume_unfinished=True,
-                                       resume_errored=True)
-        else:
-            # trials that fit at once: the GPU cap, else CPUs / CPUs per trial
-            slots = max_concurrent or max(1, math.floor(cluster.total_cpus() / cpt + 1e-9))
-            recorder = StudyRecorder(str(study_dir), opts.study,
-                                     plan.scheduler if isinstance(plan.scheduler,
-                                                                  RungScheduler) else None)
-            run_config = make_run_config(tune, opts, study_dir, [recorder, *plan.callbacks],
-                                         plan.columns)
-            tuner = make_tuner(tune, fn, plan, run_config, max_concurrent, slots)
-        t_fit = time.time()
         try:
-            grid = tuner.fit()
-        except KeyboardInterrupt:
+            rows = _fit(opts, plan, trainable, study_dir, info, handle, gpt, cpt,
+                        max_concurrent)
+        except BaseException:
+            # whatever ended the driver (Ctrl-C, a signal, a full disk), the study is not
+            # left marked running: --resume continues it
             sf.write_study(study_dir, {**info, "state": "interrupted"})
             raise
-        # Tune answers Ctrl-C by stopping and returning: count what trials.csv holds as
-        # finished (a searcher's grid only knows the trials it has started so far)
-        rows = sf.read_trials(study_dir)
-        ended = [r for r in rows if r["status"] in (*sf.FINAL_STATUSES, "errored")]
-        errored = sum(r["status"] == "errored" for r in rows)
-        budget = plan.time_budget_s is not None and time.time() - t_fit >= plan.time_budget_s
-        done = (grid.num_terminated + grid.num_errors == len(grid)
-                and ((plan.n_trials and len(ended) >= plan.n_trials) or budget))
-        sf.write_study(study_dir, {**info, "state": "finished" if done else "interrupted",
-                                   "errored": errored})
-        if not done:
-            print("addray: study interrupted; continue it with the same command and --resume")
     finally:
         cluster.shutdown(handle)
         remove_stale_work_dirs()
     print_summary(rows, study_dir)
+    return rows
+
+
+def _fit(opts: SweepOptions, plan: StudyPlan, trainable: Any, study_dir: Path,
+         info: dict[str, Any], handle: cluster.RayHandle, gpt: float, cpt: float,
+         max_concurrent: int | None) -> list[dict[str, str]]:
+    """Build the Tuner (or restore it), run it, and write the study's state at its end."""
+    from ray import tune
+
+    from addray.sweep.recorder import StudyRecorder
+    from addray.sweep.scheduler import RungScheduler
+    from addray.sweep.trainable import run_trial
+
+    tune_dir = study_dir / "tune"
+    _announce(opts, handle, study_dir, plan, gpt, cpt, max_concurrent)
+
+    fn = tune.with_resources(trainable or run_trial, {"cpu": cpt, "gpu": gpt})
+    if opts.resume and tune.Tuner.can_restore(str(tune_dir)):
+        # the scheduler, the recorder and a searcher's state come back with it
+        tuner = tune.Tuner.restore(str(tune_dir), trainable=fn, resume_unfinished=True,
+                                   resume_errored=True)
+    else:
+        # trials that fit at once: the GPU cap, else CPUs / CPUs per trial
+        slots = max_concurrent or max(1, math.floor(cluster.total_cpus() / cpt + 1e-9))
+        recorder = StudyRecorder(str(study_dir), opts.study,
+                                 plan.scheduler if isinstance(plan.scheduler,
+                                                              RungScheduler) else None)
+        run_config = make_run_config(tune, opts, study_dir, [recorder, *plan.callbacks],
+                                     plan.columns)
+        tuner = make_tuner(tune, fn, plan, run_config, max_concurrent, slots)
+    t_fit = time.time()
+    grid = tuner.fit()
+    # Tune answers Ctrl-C by stopping and returning: count what trials.csv holds as
+    # finished (a searcher's grid only knows the trials it has started so far)
+    rows = sf.read_trials(study_dir)
+    ended = [r for r in rows if r["status"] in (*sf.FINAL_STATUSES, "errored")]
+    errored = sum(r["status"] == "errored" for r in rows)
+    budget = plan.time_budget_s is not None and time.time() - t_fit >= plan.time_budget_s
+    done = (grid.num_terminated + grid.num_errors == len(grid)
+            and ((plan.n_trials and len(ended) >= plan.n_trials) or budget))
+    sf.write_study(study_dir, {**info, "state": "finished" if done else "interrupted",
+                               "errored": errored})
+    if not done:
+        print("addray: study interrupted; continue it with the same command and --resume")
     return rows
 
 

@@ -11,6 +11,7 @@ ends finished or hopeless trials sooner.
 from __future__ import annotations
 
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 from addray.core.config import ExperimentConfig, load_config
@@ -30,11 +31,30 @@ def build_configs(opts: SweepOptions) -> list[tuple[ExperimentConfig, float, int
     out = []
     for path in opts.configs:
         base = no_select(load_config(path, overrides), path)
+        files = data_files(base, path)
         for lr in grid_of(opts, path) or [base.training.learning_rate]:
             for i in range(opts.seeds):
-                cfg = load_config(path, {**overrides, "training.learning_rate": lr,
+                cfg = load_config(path, {**overrides, **files, "training.learning_rate": lr,
                                          "training.seed": base.training.seed + i})
                 out.append((cfg, lr, cfg.training.seed))
+    return out
+
+
+def data_files(cfg: ExperimentConfig, path: str) -> dict[str, str]:
+    """A config's data.train_file and data.test_file as absolute paths, each checked
+    before Ray starts: a trial runs in a folder of its own, where a relative path would
+    name nothing (and fail in every trial)."""
+    out = {}
+    for key in ("train_file", "test_file"):
+        value = getattr(cfg.data, key)
+        if value is None:
+            continue
+        file = Path(value).expanduser().absolute()
+        if not file.is_file():
+            raise ConfigError(f"{path}: data.{key} = {value!r}: no such file (a relative "
+                              f"path is read from the folder the study starts in, "
+                              f"{Path.cwd()})")
+        out[f"data.{key}"] = str(file)
     return out
 
 

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from addray import names
 from addray import study_files as sf
 from addray.core.config import ExperimentConfig
 from addray.errors import ConfigError, StudyError
@@ -191,6 +192,13 @@ def _validate_search(opts: SearchOptions) -> None:
            f"must be >= 0 and <= {MAX_SEEDS}")
     _check(0 <= opts.sampler_seed <= 2**32 - 1, "--sampler-seed", opts.sampler_seed,
            "must be >= 0 and < 2**32")
+    confirm = opts.study + CONFIRM_SUFFIX
+    _check(not opts.confirm_seeds or names.is_name(confirm), "--study", opts.study,
+           f"its confirmation study {confirm!r} (run after the search) {names.RULE}; "
+           f"choose a shorter name or --confirm-seeds 0")
+
+
+CONFIRM_SUFFIX = "-seeds"  # a search's confirmation study: <study>-seeds
 
 
 def check_state(opts: SweepOptions, study_dir: Path) -> dict[str, Any]:
@@ -209,7 +217,19 @@ def check_state(opts: SweepOptions, study_dir: Path) -> dict[str, Any]:
                          f"continue it or --study NAME for a new one")
     if opts.resume:
         _check_same_study(opts, study_dir, info)
+        _check_same_folder(study_dir, info)
     return info
+
+
+def _check_same_folder(study_dir: Path, info: dict[str, Any]) -> None:
+    """A study resumes only in the folder it was started in: Tune's saved state and the
+    study's recorder hold that folder's path, so a copy resumed elsewhere would write
+    into the original (without holding its lock)."""
+    folder = info.get("folder")
+    if isinstance(folder, str) and folder != str(study_dir):
+        raise StudyError(
+            f"{study_dir / 'study.json'}: this study was started in {folder} and copied or "
+            f"moved here; resume it there (move it back), or start a new --study here")
 
 
 # options that define a study's trials and how they are judged: a resume must repeat them

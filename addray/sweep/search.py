@@ -30,6 +30,7 @@ from addray.sweep.deadline import DeadlineLimiter  # noqa: F401 (pickled studies
 from addray.sweep.driver import StudyPlan, run_study
 from addray.sweep.grid import run_grid
 from addray.sweep.options import (
+    CONFIRM_SUFFIX,
     SearchOptions,
     SweepOptions,
     check_state,
@@ -169,7 +170,7 @@ def verify_models(study_dir: Path, models: list[Path]) -> None:
 
 
 def confirm_study(study: str) -> str:
-    return f"{study}-seeds"
+    return study + CONFIRM_SUFFIX
 
 
 def best_row(rows: list[dict[str, str]]) -> dict[str, str] | None:

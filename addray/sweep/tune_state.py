@@ -10,7 +10,12 @@ starts the experiment again from nothing, which a resume must never do.
 ``check(tune_dir)`` reads the newest file of each kind, as Tune picks them. If one is cut
 short, it takes the whole set of that start's state files from the staging copy that the
 cut file is the beginning of (the staging copy is written first and complete), and says
-so; with no such copy it raises a StudyError naming the file.
+so; with no such copy it raises a StudyError naming the file. Ray's temporary folder is
+shared by every user of the machine (its session folders are world-writable), so a
+staging copy is used only if this user wrote it and nobody else could have changed it:
+the file and its folders below the session folder are this user's, none a link, none
+writable by others. A missing or damaged ``tuner.pkl`` (without it Tune would start the
+study over) is a StudyError too.
 
 It then checks the checkpoints that state names. With one checkpoint kept per trial, Tune
 deletes a trial's previous checkpoint as soon as the trial reports a new one and saves
@@ -30,6 +35,7 @@ import pickle
 import pickletools
 import re
 import shutil
+import stat
 import sys
 from pathlib import Path, PurePosixPath
 
@@ -83,15 +89,49 @@ def ray_temp_dir() -> Path:
 
 def staging_copies(name: str, experiment: str, ray_tmp: Path) -> list[Path]:
     """Files called ``name`` in the staging folders of Tune experiments called
-    ``experiment`` under ``ray_tmp``."""
+    ``experiment`` under ``ray_tmp`` that this user wrote (``trusted``)."""
     pattern = f"session_*/artifacts/*/{experiment}/driver_artifacts/{name}"
-    return sorted(ray_tmp.glob(pattern))
+    return [p for p in sorted(ray_tmp.glob(pattern)) if trusted(p, ray_tmp)]
+
+
+def trusted(path: Path, ray_tmp: Path) -> bool:
+    """Whether ``path`` (under a session folder of ``ray_tmp``) and every folder between
+    it and the session folder belong to this user, are no links and are writable by
+    nobody else: only then did this user's Tune write it, and nobody changed it since."""
+    try:
+        parts = path.relative_to(ray_tmp).parts
+        node = ray_tmp / parts[0]
+        for part in parts[1:]:
+            node = node / part
+            st = os.lstat(node)
+            if stat.S_ISLNK(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o022:
+                return False
+    except (OSError, ValueError, IndexError):
+        return False
+    return True
+
+
+RESTART = ("the study cannot resume: its finished trials stay in trials.csv, start the "
+           "rest under a new --study name")
+
+
+def check_restorable(tune_dir: Path, started: bool) -> None:
+    """Refuse a resume that Tune would turn into a new study: ``tuner.pkl`` missing from a
+    study that had ``started`` (trials on record, or Tune state beside it), or damaged."""
+    pkl = tune_dir / "tuner.pkl"
+    if not pkl.exists():
+        if started or any(tune_dir.glob(KINDS[0])):
+            raise StudyError(f"{pkl}: missing, so Tune cannot restore the study's trials "
+                             f"(a resume would start them all over); {RESTART}")
+        return
+    if not readable(pkl):
+        raise StudyError(f"{pkl}: cut short or damaged (not a whole pickle); {RESTART}")
 
 
 def check(tune_dir: str | Path, ray_tmp: str | Path | None = None) -> list[str]:
     """Make sure the newest state files in ``tune_dir`` are whole before Tune restores
     them; return one line per repair made. Raises StudyError when a file is cut short
-    and no whole copy of it is left on this machine."""
+    and no whole copy of it that this user wrote is left on this machine."""
     tune_dir = Path(tune_dir)
     ray_tmp = Path(ray_tmp) if ray_tmp is not None else ray_temp_dir()
     repairs = []
@@ -102,9 +142,8 @@ def check(tune_dir: str | Path, ray_tmp: str | Path | None = None) -> list[str]:
         if source is None:
             raise StudyError(
                 f"{path}: Tune's saved state is cut short (the driver was stopped while "
-                f"copying it) and no whole copy is left under {ray_tmp}; the study cannot "
-                f"resume: its finished trials stay in trials.csv, start the rest under a "
-                f"new --study name")
+                f"copying it) and no whole copy of it that you wrote is left under "
+                f"{ray_tmp}; {RESTART}")
         repairs += [f"{copied}: replaced by Tune's whole staging copy in {source.parent}"
                     for copied in _restore_set(source.parent, tune_dir,
                                                  session_of(path, kind))]
@@ -159,8 +198,7 @@ def restore_checkpoints(tune_dir: Path, named: dict[str, set[str]]) -> list[str]
                 raise StudyError(
                     f"{target}: Tune's saved state resumes trial {trial} from this "
                     f"checkpoint, which is gone, and no later checkpoint is beside it; "
-                    f"the study cannot resume: its finished trials stay in trials.csv, "
-                    f"start the rest under a new --study name")
+                    f"{RESTART}")
             source = max(later, key=lambda p: _index(p.name))
             partial = folder / f".{name}.copying"
             shutil.rmtree(partial, ignore_errors=True)
@@ -201,8 +239,7 @@ def _restore_set(staging: Path, tune_dir: Path, session: str) -> list[Path]:
     sources = [staging / n for n in names if (staging / n).exists()]
     broken = [s for s in sources if not readable(s)]
     if broken:
-        raise StudyError(f"{broken[0]}: Tune's staging copy is cut short too; the study "
-                         f"cannot resume: start the rest under a new --study name")
+        raise StudyError(f"{broken[0]}: Tune's staging copy is cut short too; {RESTART}")
     replaced = []
     for source in sources:
         target = tune_dir / source.name
