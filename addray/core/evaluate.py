@@ -76,4 +76,6 @@ def evaluate(model: torch.nn.Module, held: HeldOut, batch_size: int,
             "worst_stratum": min(r / n for r, n in per.values()),
             "carry_boundary": min(at_boundary, default=1.0),
             "edge_cases": sum(right[n_test:]) / held.n_edge,
-            "strata": {s.name: [r, n] for s, (r, n) in per.items()}}
+            "strata": {s.name: [r, n] for s, (r, n) in per.items()},
+            "boundary": {f"low tokens sum to {s}": [sum(right[i] for i in idx), len(idx)]
+                         for s, idx in held.boundary.items() if idx}}

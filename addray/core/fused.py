@@ -362,7 +362,8 @@ def _evaluate_member(k: int, config: ExperimentConfig, fused: FusedModel, active
     if not math.isfinite(train_loss):
         s["status"], s["reason"] = "diverged", "non-finite training loss"
         metrics.update(eval_loss=math.nan, token_accuracy=0.0, exact_match=0.0,
-                       worst_stratum=0.0, carry_boundary=0.0, edge_cases=0.0, strata={})
+                       worst_stratum=0.0, carry_boundary=0.0, edge_cases=0.0, strata={},
+                       boundary={})
     else:
         model = fused.member(row, eval_model)
         metrics.update(evaluate(model, held, t.eval_batch_size, device, t.precision))

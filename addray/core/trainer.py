@@ -261,7 +261,8 @@ def run(config: ExperimentConfig, *, report: Report | None = None,
         if not math.isfinite(train_loss):
             status, reason = "diverged", "non-finite training loss"
             metrics.update(eval_loss=math.nan, token_accuracy=0.0, exact_match=0.0,
-                           worst_stratum=0.0, carry_boundary=0.0, edge_cases=0.0, strata={})
+                           worst_stratum=0.0, carry_boundary=0.0, edge_cases=0.0, strata={},
+                           boundary={})
         else:
             metrics.update(evaluate(model, held, t.eval_batch_size, device, t.precision))
             # held-out exact match 1.0 ends a run only in its last stage: the fine-tune

@@ -37,6 +37,7 @@ class RayHandle:
     started_here: bool
     address: str
     dashboard_url: str | None
+    metrics_url: str | None = None
 
 
 def prefer_loopback(address: str | None) -> None:
@@ -73,17 +74,25 @@ def private_token(create: bool) -> None:
 
 
 def connect(address: str | None, *, dashboard: bool, dashboard_host: str,
-            num_cpus: int | None = None, num_gpus: int | None = None) -> RayHandle:
-    """Start a local Ray on loopback (address None) or join an existing cluster."""
+            num_cpus: int | None = None, num_gpus: int | None = None,
+            metadata: dict[str, str] | None = None) -> RayHandle:
+    """Start a local Ray on loopback (address None) or join an existing cluster. The
+    driver's job carries ``metadata`` (the job API lists it), unless it runs as a
+    submitted job, whose metadata the submitter gave (``ray job submit --metadata-json``)."""
     prefer_loopback(address)
     private_token(create=address is None)
     import ray
+
+    job = {}
+    if metadata and not os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR"):
+        job = {"job_config": ray.job_config.JobConfig(metadata=metadata)}
 
     if address is None:
         # "local" always starts a new Ray, never joins one left running on this machine
         ctx = ray.init(address="local", num_cpus=num_cpus, num_gpus=num_gpus,
                        include_dashboard=dashboard, dashboard_host=dashboard_host,
-                       configure_logging=True, logging_level="warning", log_to_driver=True)
+                       configure_logging=True, logging_level="warning", log_to_driver=True,
+                       **job)
         started = True
         private_token(create=False)
         ip = ray.util.get_node_ip_address()
@@ -93,7 +102,7 @@ def connect(address: str | None, *, dashboard: bool, dashboard_host: str,
     else:
         _probe(address)
         try:
-            ctx = ray.init(address=address, logging_level="warning")
+            ctx = ray.init(address=address, logging_level="warning", **job)
         except ConnectionError as exc:
             # something listens there (probed): most often it refused this driver's token
             raise ClusterError(
@@ -116,7 +125,19 @@ def connect(address: str | None, *, dashboard: bool, dashboard_host: str,
     if url and not url.startswith("http"):
         url = f"http://{url}"
     return RayHandle(started_here=started, address=ctx.address_info.get("address", ""),
-                     dashboard_url=url)
+                     dashboard_url=url, metrics_url=_metrics_url())
+
+
+def _metrics_url() -> str | None:
+    """This node's metrics endpoint, where the trials' live metrics (``addray.sweep.live``)
+    and Ray's own are exported for Prometheus."""
+    import ray
+
+    here = ray.get_runtime_context().get_node_id()
+    for node in ray.nodes():
+        if node.get("NodeID") == here and node.get("MetricsExportPort"):
+            return f"http://{node['NodeManagerAddress']}:{node['MetricsExportPort']}/metrics"
+    return None
 
 
 def _probe(address: str, timeout: float = 5.0) -> None:

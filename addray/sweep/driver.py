@@ -38,6 +38,9 @@ class StudyPlan:
     info: dict[str, Any] = field(default_factory=dict)  # more keys for study.json
     callbacks: list[Any] = field(default_factory=list)  # more Tune callbacks (a search's log)
     largest_model: int = 0  # parameters of the largest model (for the GPU packing rule)
+    # the Tuner's metric (higher is better): Tune's clients (``get_best_result()``,
+    # ``ExperimentAnalysis``) compare trials on it without being told
+    objective: str = "exact_match"
 
 
 def run_study(opts: SweepOptions, plan: StudyPlan, trainable: Any = None) -> list[dict[str, str]]:
@@ -67,7 +70,8 @@ def _run_locked(opts: SweepOptions, plan: StudyPlan, trainable: Any, study_dir: 
                 print(f"addray: {line}")
     handle = cluster.connect(opts.address, dashboard=opts.dashboard,
                              dashboard_host=opts.dashboard_host,
-                             num_cpus=opts.num_cpus, num_gpus=opts.num_gpus)
+                             num_cpus=opts.num_cpus, num_gpus=opts.num_gpus,
+                             metadata=job_metadata(opts, study_dir))
     stops.as_interrupt()  # again: Ray's start-up installs a SIGTERM handler of its own
     try:
         gpus_per_trial = opts.gpus_per_trial
@@ -113,12 +117,13 @@ def _fit(opts: SweepOptions, plan: StudyPlan, trainable: Any, study_dir: Path,
 
     from addray.sweep.recorder import StudyRecorder
     from addray.sweep.scheduler import RungScheduler
-    from addray.sweep.trainable import run_trial
+    from addray.sweep.tensorboard import StepTensorBoard
+    from addray.sweep.trainable import NamedTrial
 
     tune_dir = study_dir / "tune"
     _announce(opts, handle, study_dir, plan, gpt, cpt, max_concurrent)
 
-    fn = tune.with_resources(trainable or run_trial, {"cpu": cpt, "gpu": gpt})
+    fn = tune.with_resources(trainable or NamedTrial, {"cpu": cpt, "gpu": gpt})
     if opts.resume and tune.Tuner.can_restore(str(tune_dir)):
         # the scheduler, the recorder and a searcher's state come back with it
         tuner = tune.Tuner.restore(str(tune_dir), trainable=fn, resume_unfinished=True,
@@ -129,9 +134,13 @@ def _fit(opts: SweepOptions, plan: StudyPlan, trainable: Any, study_dir: Path,
         recorder = StudyRecorder(str(study_dir), opts.study,
                                  plan.scheduler if isinstance(plan.scheduler,
                                                               RungScheduler) else None)
-        run_config = make_run_config(tune, opts, study_dir, [recorder, *plan.callbacks],
+        run_config = make_run_config(tune, opts, study_dir,
+                                     [recorder, StepTensorBoard(), *plan.callbacks],
                                      plan.columns)
-        tuner = make_tuner(tune, fn, plan, run_config, max_concurrent, slots)
+        # watched (a dashboard, a cluster's): an actor per trial, named after it in the
+        # dashboard; else actors are reused between trials (no start-up per trial)
+        reuse = not (opts.dashboard or opts.address)
+        tuner = make_tuner(tune, fn, plan, run_config, max_concurrent, slots, reuse)
     t_fit = time.time()
     grid = tuner.fit()
     # Tune answers Ctrl-C by stopping and returning: count what trials.csv holds as
@@ -149,14 +158,20 @@ def _fit(opts: SweepOptions, plan: StudyPlan, trainable: Any, study_dir: Path,
     return rows
 
 
+def job_metadata(opts: SweepOptions, study_dir: Path) -> dict[str, str]:
+    """What the driver's Ray job says of itself (the job API's ``metadata``)."""
+    return {"addray_study": opts.study, "addray_command": opts.command,
+            "addray_results": str(study_dir)}
+
+
 def make_tuner(tune: Any, trainable: Any, plan: StudyPlan, run_config: Any,
-               max_concurrent: int | None, slots: int) -> Any:
+               max_concurrent: int | None, slots: int, reuse: bool = True) -> Any:
     """The Tuner for a plan: a grid of known trials, or a searcher's suggestions."""
     if plan.searcher is None:
         return tune.Tuner(
             trainable, param_space=plan.param_space,
             tune_config=tune.TuneConfig(
-                scheduler=plan.scheduler, reuse_actors=True,
+                metric=plan.objective, mode="max", scheduler=plan.scheduler, reuse_actors=reuse,
                 max_concurrent_trials=max_concurrent, trial_name_creator=trial_name,
                 trial_dirname_creator=trial_dirname),
             run_config=run_config)
@@ -167,8 +182,9 @@ def make_tuner(tune: Any, trainable: Any, plan: StudyPlan, run_config: Any,
     return tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(
+            metric=plan.objective, mode="max",
             search_alg=DeadlineLimiter(plan.searcher, limit, plan.time_budget_s),
-            scheduler=plan.scheduler, num_samples=plan.n_trials or -1, reuse_actors=True,
+            scheduler=plan.scheduler, num_samples=plan.n_trials or -1, reuse_actors=reuse,
             trial_name_creator=trial_name, trial_dirname_creator=trial_dirname),
         run_config=run_config)
 
@@ -179,10 +195,10 @@ def make_run_config(tune: Any, opts: SweepOptions, study_dir: Path, callbacks: l
     from ray.tune import CLIReporter
 
     reporter = CLIReporter(
-        parameter_columns={"trial/seed": "seed"},
-        metric_columns={"step": "step", "exact_match": "exact_match",
-                        "worst_stratum": "worst", "best_exact_match": "best", **columns,
-                        "status": "trainer"},
+        parameter_columns={"lr": "lr", "seed": "seed"},
+        metric_columns={"step": "step", "exact_match": "exact match",
+                        "worst_stratum": "worst stratum", "best_exact_match": "best so far",
+                        **columns, "status": "run status"},
         max_report_frequency=15, print_intermediate_tables=True)
     return tune.RunConfig(
         name="tune", storage_path=str(study_dir), callbacks=callbacks,
@@ -212,7 +228,9 @@ def _announce(opts: SweepOptions, handle: cluster.RayHandle, study_dir: Path, pl
     print(f"addray: {plan.pruning}")
     if handle.dashboard_url:
         print(f"addray: Ray dashboard at {handle.dashboard_url} (token from "
-              f"`ray get-auth-token`; see README)")
+              f"`ray get-auth-token`; see README, 'Watching a study')")
+    if handle.metrics_url:
+        print(f"addray: live metrics (ray_addray_exact_match, ...) at {handle.metrics_url}")
     sys.stdout.flush()
 
 

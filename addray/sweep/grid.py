@@ -20,6 +20,7 @@ from addray.core.model import Transformer, count_parameters
 from addray.core.tokens import max_example_length
 from addray.errors import ConfigError
 from addray.sweep.driver import StudyPlan, run_study
+from addray.sweep.flat import grid_space
 from addray.sweep.options import SweepOptions, command_overrides, grid_of, no_select, validate
 from addray.sweep.scheduler import UNITS, RungScheduler, rung_budgets, show_budget
 
@@ -99,7 +100,8 @@ def fuse_trials(trials: list[dict], configs: list[ExperimentConfig], mode: str,
             out += [trials[i] for i in idx]
             continue
         first = trials[idx[0]]
-        out.append({"label": f"{name}-fused{len(idx)}", "name": name, "seed": first["seed"],
+        out.append({"label": f"{name}-fused{len(idx)}", "study": first.get("study", ""),
+                    "name": name, "seed": first["seed"],
                     "replica": 0, "params": first["params"], "config": first["config"],
                     "budget": first["budget"], "prune": prune,
                     "members": [trials[i] for i in idx]})
@@ -119,7 +121,8 @@ def plan_grid(opts: SweepOptions) -> StudyPlan:
     rungs = rung_budgets(top, grace, opts.reduction_factor) if opts.prune else []
     prune = {"metric": opts.metric, "clock": clock, "rungs": rungs}
     first = {cfg.name: min(s for c, _, s in combos if c.name == cfg.name) for cfg, _, _ in combos}
-    trials = [{"label": f"{cfg.name}-s{seed}-lr{lr:g}", "name": cfg.name, "seed": seed,
+    trials = [{"label": f"{cfg.name}-s{seed}-lr{lr:g}", "study": opts.study, "name": cfg.name,
+               "seed": seed,
                "replica": seed - first[cfg.name], "params": params[cfg.name],
                "config": cfg.to_dict(), "budget": clock, "prune": prune}
               for cfg, lr, seed in combos]
@@ -160,13 +163,11 @@ def plan_grid(opts: SweepOptions) -> StudyPlan:
         from ray.tune.schedulers import FIFOScheduler
 
         scheduler, text = FIFOScheduler(), "no pruning: every trial runs its whole budget"
-    from ray import tune
-
     if fused:
         text += (f"; {n_runs} runs in {len(trials)} trials, {fused} of them fused (each "
                  "config's learning rates and seeds as one stacked model)")
     return StudyPlan(n_trials=len(trials), scheduler=scheduler, pruning=text,
-                     param_space={"trial": tune.grid_search(trials)},
+                     param_space=grid_space(trials), objective=opts.metric,
                      info={"kind": "grid", "budget": clock, "budget_unit": UNITS[clock],
                            "metric": opts.metric, "compare": opts.compare},
                      largest_model=max(params.values()))

@@ -73,7 +73,9 @@ def plan_search(opts: SearchOptions, study_dir: Path) -> StudyPlan:
     startup = 10 if trials is None else max(2, min(10, trials // 3))
     sampler = optuna.samplers.TPESampler(seed=opts.sampler_seed, n_startup_trials=startup)
     prune = {"metric": opts.metric, "clock": "steps", "rungs": rungs}
-    searcher = OptunaSearch(space=OptunaSpace(space, prune), metric="search_score",
+    # the Tuner names the same metric (StudyPlan.objective), for Tune's clients; Tune
+    # hands it to no searcher of a define-by-run space, so the searcher names it too
+    searcher = OptunaSearch(space=OptunaSpace(space, prune, opts.study), metric="search_score",
                             mode="max", sampler=sampler)
     # trials start over time, later ones better informed by TPE: judge each once per
     # rung, on arrival, never re-judge an early trial against them
@@ -86,8 +88,8 @@ def plan_search(opts: SearchOptions, study_dir: Path) -> StudyPlan:
         max_concurrent=opts.max_concurrent, time_budget_s=opts.time_budget_s,
         pruning=f"pruning on search_score ({opts.metric}), rungs at "
               f"{', '.join(show_budget(r, 'steps') for r in rungs) or 'none'}",
-        columns={"search_score": "score"}, largest_model=largest,
-        callbacks=[OptunaLog(str(study_dir), opts.study, space)],
+        columns={"search_score": "score"}, largest_model=largest, objective="search_score",
+        callbacks=[OptunaLog(str(study_dir), opts.study, space, opts.metric)],
         info={"kind": "search", "space": str(Path(opts.space).resolve()),
               "threshold": space.threshold, "metric": opts.metric,
               "confirm_study": confirm_study(opts.study), "storage": STORAGE})

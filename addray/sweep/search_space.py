@@ -42,7 +42,9 @@ from addray.core.config import (
     load_config,
     number,
 )
+from addray.core.model import Transformer, count_parameters
 from addray.errors import ConfigError
+from addray.sweep.flat import flat_of
 from addray.sweep.options import no_select
 
 # searched name -> config key (its kind is the config field's type); d_ff_mult sets
@@ -256,9 +258,10 @@ class OptunaSpace:
     A module-level class (not a closure) so that Tune can pickle the searcher's state.
     """
 
-    def __init__(self, space: SearchSpace, prune: dict[str, Any]):
+    def __init__(self, space: SearchSpace, prune: dict[str, Any], study: str = ""):
         self.space = space
         self.prune = prune
+        self.study = study
 
     def __call__(self, trial: Any) -> dict[str, Any]:
         sample: dict[str, Any] = {}
@@ -272,6 +275,8 @@ class OptunaSpace:
         cfg = self.space.config_for(sample)
         lr = cfg.training.learning_rate
         spec = {"label": f"{cfg.name}-lr{lr:.2g}-bs{cfg.training.batch_size}", "name": cfg.name,
-                "seed": 0, "config": cfg.to_dict(), "sample": sample, "budget": "steps",
-                "prune": self.prune, "objective": {"threshold": self.space.threshold}}
-        return {"trial": spec}
+                "study": getattr(self, "study", ""), "seed": 0, "config": cfg.to_dict(),
+                "params": count_parameters(Transformer(cfg.model)), "sample": sample,
+                "budget": "steps", "prune": self.prune,
+                "objective": {"threshold": self.space.threshold}}
+        return {"trial": spec, **flat_of(spec)}

@@ -20,11 +20,13 @@ from typing import Any
 import psutil
 import ray
 from ray import tune
+from ray.tune.trainable.function_trainable import wrap_function
 
 from addray.core.checkpoint import FILENAME
 from addray.core.config import from_dict
 from addray.core.device import machine
 from addray.core.trainer import train
+from addray.sweep import live
 from addray.sweep.objective import pruning_score, search_score
 
 WORK_PREFIX = "addray-trial-"
@@ -83,6 +85,7 @@ def run_trial(params: dict[str, Any]) -> None:
         # a diverged model is not saved: report its metrics without a checkpoint
         saved = metrics["status"] != "diverged" and (work / "ckpt" / FILENAME).exists()
         checkpoint = tune.Checkpoint.from_directory(str(work / "ckpt")) if saved else None
+        live.export(metrics, live.tags_of(spec, spec.get("study", "")))
         tune.report({**metrics, **labels, **extra}, checkpoint=checkpoint)
 
     try:
@@ -152,6 +155,7 @@ def run_fused_trial(spec: dict[str, Any]) -> None:
     def report(step: int, evaluated: dict[int, dict[str, Any]]) -> None:
         for k, metrics in evaluated.items():
             latest[k] = {**metrics, "label": spec["members"][k]["label"], "fresh": step}
+            live.export(metrics, live.tags_of(spec["members"][k], spec.get("study", "")))
         members = [latest.get(k, {}) for k in range(len(configs))]
         running = [m for m in members if m.get("status") == "running"]
         best = max((m.get("exact_match", 0.0) for m in members), default=0.0)
@@ -172,3 +176,18 @@ def run_fused_trial(spec: dict[str, Any]) -> None:
                     for k, r in enumerate(results) if r["history"]})
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+class NamedTrial(wrap_function(run_trial)):
+    """``run_trial`` as Tune runs it, named after its trial: the Ray dashboard's Actors
+    page shows an actor by its repr (taken once, after it starts) and prefixes the
+    actor's log lines with it, and Tune's wrapper of a function names every trial
+    ``run_trial``. Tune still knows it as ``run_trial`` (a study started with the plain
+    function resumes with this class, and the other way round). An actor reused for
+    later trials keeps its first name, so a watched study starts an actor per trial
+    (``driver.make_tuner``)."""
+
+    def __repr__(self) -> str:
+        spec = (getattr(self, "config", None) or {}).get("trial") or {}
+        study = spec.get("study") or "addray"
+        return f"{study}:{spec.get('label', 'trial')}"

@@ -67,12 +67,25 @@ def test_smoke_search_end_to_end(tmp_path):
         assert float(r["score"]) < 1  # a smoke budget reaches no model at 99%
     info = sf.read_study(tmp_path / "phase3")
     assert info["kind"] == "search" and info["state"] == "finished"
-    # the searcher's history, as optuna-dashboard reads it: every trial and its score
+    # the searcher's history, as optuna-dashboard reads it: every trial, its metric by
+    # name at the end and at every evaluation, the searcher's score, pruned as PRUNED
     study = optuna.load_study(study_name="phase3", storage=storage_url(tmp_path / "phase3"))
-    told = {json.dumps(t.params, sort_keys=True): t.value for t in study.trials
-            if t.state.is_finished()}
-    assert told == {json.dumps(json.loads(r["suggestion"]), sort_keys=True): float(r["score"])
-                    for r in trials}
+    assert study.metric_names == [info["metric"]]
+    column = {"exact_match": "final_exact_match"}.get(info["metric"], info["metric"])
+    curves = sf.read_curves(tmp_path / "phase3")
+    by_sample = {json.dumps(t.params, sort_keys=True): t for t in study.trials}
+    assert len(by_sample) == 4
+    for r in trials:
+        t = by_sample[json.dumps(json.loads(r["suggestion"]), sort_keys=True)]
+        pruned = r["status"] == "pruned"
+        assert t.state == (optuna.trial.TrialState.PRUNED if pruned
+                           else optuna.trial.TrialState.COMPLETE)
+        assert t.user_attrs["search_score"] == pytest.approx(float(r["score"]))
+        assert pruned or t.value == pytest.approx(float(r[column]))
+        mine = {int(c["step"]): float(c[info["metric"]]) for c in curves
+                if c["trial_id"] == r["trial_id"]}
+        assert t.intermediate_values == pytest.approx(mine) and len(mine) >= 1
+        assert (t.datetime_complete - t.datetime_start).total_seconds() > 0
     # the best trial's config and weights, and its re-run with another seed
     best = best_row(trials)
     saved = load_config(tmp_path / "phase3" / "best.yaml")
