@@ -58,7 +58,7 @@ def parser(study: str, description: str, presets: dict[str, Preset] | None = Non
     """The options every study script shares; ``presets`` (a grid script's named config
     sets, the first the default) adds --configs, --seeds, --lr and --compare."""
     p = cli.Parser(description=description,
-                   formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                   formatter_class=cli.HelpFormatter)
     g = p.add_argument_group("what to run")
     g.add_argument("--study", default=study, help="study name: results go to RESULTS/STUDY/")
     if presets:

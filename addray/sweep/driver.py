@@ -20,7 +20,7 @@ from typing import Any
 from addray import files, stops
 from addray import study_files as sf
 from addray.sweep import cluster, resources, tune_state
-from addray.sweep.options import SweepOptions, check_state
+from addray.sweep.options import SweepOptions, check_state, command_overrides
 
 
 @dataclass
@@ -87,6 +87,9 @@ def _run_locked(opts: SweepOptions, plan: StudyPlan, trainable: Any, study_dir: 
         study_dir.mkdir(parents=True, exist_ok=True)
         info = {"study": opts.study, "command": opts.command, "state": "running",
                 "folder": str(study_dir), "trials": plan.n_trials, "options": asdict(opts),
+                # what every trial's config got on top of its file: the set's recipe as
+                # --smoke-test, --max-steps, --check-every and --set changed it
+                "overrides_applied": command_overrides(opts),
                 **plan.info,
                 "resources": {"gpus": gpus, "gpus_per_trial": gpt, "cpus_per_trial": cpt,
                               "max_concurrent": max_concurrent},
