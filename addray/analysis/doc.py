@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import html
 import math
+import re
 from dataclasses import dataclass, field
 
 
@@ -46,21 +47,37 @@ class Doc:
                "<style>body{font-family:sans-serif;max-width:1100px;margin:auto}"
                "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 8px}"
                "</style><h1>addray report</h1>"]
+        items: list[str] = []  # a run of "- " paragraphs: one list
         for kind, val in self.blocks:
+            if items and not (kind == "p" and str(val).startswith("- ")):
+                out.append("<ul>" + "".join(items) + "</ul>")
+                items = []
             if kind == "h":
-                out.append(f"<h2>{html.escape(str(val))}</h2>")
+                out.append(f"<h2>{inline(str(val))}</h2>")
+            elif kind == "p" and str(val).startswith("- "):
+                items.append(f"<li>{inline(str(val)[2:])}</li>")
             elif kind == "p":
-                out.append(f"<p>{html.escape(str(val))}</p>")
+                out.append(f"<p>{inline(str(val))}</p>")
             elif kind == "img":
                 out.append(f"<img src='{html.escape(val[0])}' alt='{html.escape(val[1])}' "
                            f"width='800'>")
             else:
                 header, rows = val
-                cells = "".join(f"<th>{html.escape(str(c))}</th>" for c in header)
-                body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in r)
+                cells = "".join(f"<th>{inline(str(c))}</th>" for c in header)
+                body = "".join("<tr>" + "".join(f"<td>{inline(str(c))}</td>" for c in r)
                                + "</tr>" for r in rows)
                 out.append(f"<table><tr>{cells}</tr>{body}</table>")
+        if items:
+            out.append("<ul>" + "".join(items) + "</ul>")
         return "\n".join(out)
+
+
+def inline(text: str) -> str:
+    """The report's Markdown inside a line (``**bold**``, ```code```) as HTML, the rest
+    escaped."""
+    text = html.escape(text, quote=False)
+    text = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", text)
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", text)
 
 
 def pct(x: float | None) -> str:

@@ -7,6 +7,7 @@ model that adds (phase 3); compute; the reference audit. Reads files only.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from pathlib import Path
@@ -35,12 +36,30 @@ SECTIONS = ["Studies", "Results against the reference", "Exact match vs paramete
             "Smallest model that adds", "Compute", "Reference audit"]
 
 
+def smoke_studies(res: Results) -> set[str]:
+    """Studies run with --smoke-test (a few steps at a small batch): a check that the
+    machinery runs, never a result to hold against the reference."""
+    return {name for name, info in res.studies.items()
+            if isinstance(info.get("options"), dict) and info["options"].get("smoke_test")}
+
+
+def without_smoke(res: Results) -> Results:
+    smoke = smoke_studies(res)
+    if not smoke:
+        return res
+    return dataclasses.replace(res, trials=res.trials[~res.trials["study"].isin(smoke)],
+                               curves=res.curves[~res.curves["study"].isin(smoke)]
+                               if not res.curves.empty else res.curves)
+
+
 def studies_section(doc: Doc, res: Results) -> None:
     doc.h("Studies")
     rows = []
+    smoke = smoke_studies(res)
     for name, info in sorted(res.studies.items()):
         t = res.trials[res.trials["study"] == name]
         state = info.get("state", "unknown") + (" (partial)" if info.get("partial") else "")
+        state += " (smoke test)" if name in smoke else ""
         errored = int((t["status"] == "errored").sum())
         rows.append([name, state + (f", {errored} errored" if errored else ""), len(t),
                      pct(t["best_exact_match"].max()), f"`{info.get('command', '') or '-'}`"])
@@ -55,10 +74,11 @@ def reference_section(doc: Doc, res: Results) -> None:
           "Reference: as published (its test set overlaps its training set and its answers "
           "sit in the inputs).")
     best = cmp.best_lrs(cmp.terminal_trials(cmp.grid_trials(res)))
+    smoke = smoke_studies(res)
     for study, g in best.groupby("study"):
         rows = []
         for r in g.sort_values("params", ascending=False).to_dict("records"):
-            c = CLAIMS.get(r["config"])
+            c = None if study in smoke else CLAIMS.get(r["config"])
             t = res.trials[(res.trials["study"] == study) & (res.trials["config"] == r["config"])
                            & (res.trials["lr"] == r["lr"])]
             statuses = ", ".join(f"{k} {v}" for k, v in t["status"].value_counts().items())
@@ -71,7 +91,8 @@ def reference_section(doc: Doc, res: Results) -> None:
                          pct(r["worst_stratum"]), pct(r["edge_cases"]), f"{r['lr']:g}",
                          statuses, f"{c.gpu_hours:g}" if c else "-",
                          f"{t['wall_seconds'].sum() / 3600:.2f}"])
-        doc.p(f"**{study}**")
+        doc.p(f"**{study}**" + (" (smoke test: a few steps, not compared with the "
+                                "reference)" if study in smoke else ""))
         doc.table(["config", "shape", "ref params", "real params", "ref exact match",
                    "measured exact match", "worst stratum", "edge cases", "lr", "trials",
                    "ref GPU h", "measured h"], rows)
@@ -87,6 +108,9 @@ def _level(fit: LogisticFit, name: str, level: float) -> str:
     return f"{name} = {count(fit.params_for(level))} (95% CI {count(low)}–{count(high)}{note})"
 
 
+MIN_SPAN = 2.0  # a size curve needs sizes at least this far apart (largest / smallest)
+
+
 def fit_section(doc: Doc, res: Results, out: Path) -> LogisticFit | None:
     doc.h("Exact match vs parameters")
     t = cmp.at_best_lr(cmp.terminal_trials(cmp.grid_trials(res)).dropna(
@@ -96,6 +120,12 @@ def fit_section(doc: Doc, res: Results, out: Path) -> LogisticFit | None:
         return None
     cut = cmp.censored(t).to_numpy()
     fit = None
+    span = t["params"].max() / t["params"].min()
+    if span < MIN_SPAN:
+        doc.p(f"No size curve: the sizes here span {span:.2f}x in parameters (less than "
+              f"{MIN_SPAN:g}x), too narrow for a fit across sizes; a study of shapes at one "
+              f"size is read in \"Width vs depth\".")
+        return None
     try:
         fit = fit_logistic(t["params"], t["final_exact_match"], censored=cut)
     except FitError as exc:
@@ -172,35 +202,57 @@ def strata_section(doc: Doc, res: Results) -> None:
                for study, config, per in best])
 
 
+CENSORED_NOTE = "open circle: stopped early (pruned or out of time), its last value a lower bound"
+
+
+def _config_colors(frame: pd.DataFrame) -> dict[str, object]:
+    """One colour per config, smallest first (tab10, then tab20 for more)."""
+    order = (frame.groupby("config")["params"].max().sort_values().index.tolist()
+             if "params" in frame.columns else sorted(frame["config"].unique()))
+    cmap = plt.get_cmap("tab10" if len(order) <= 10 else "tab20")
+    return {c: cmap(i % cmap.N) for i, c in enumerate(order)}
+
+
 def curves_section(doc: Doc, res: Results, out: Path) -> None:
     doc.h("Learning curves")
     if res.curves.empty:
         doc.p("No learning curves recorded (curves.csv missing).")
         return
     status = res.trials.set_index(["study", "trial_id"])["status"].to_dict()
+    params = res.trials.groupby("config")["params"].max().to_dict()
     for study, g in res.curves.groupby("study"):
-        fig, ax = plt.subplots(figsize=(7, 4.5))
+        fig, ax = plt.subplots(figsize=(7.5, 4.5))
+        colors = _config_colors(g.assign(params=g["config"].map(params)))
+        cut_any = False
         for trial_id, c in g.groupby("trial_id"):
             c = c.sort_values("step")
-            label = f"{c['config'].iloc[0]} s{c['seed'].iloc[0]:.0f} lr{c['lr'].iloc[0]:g}"
-            (line,) = ax.plot(c["step"], c["exact_match"], label=label)
-            if status.get((study, trial_id)) in ("pruned", "time_limit"):
-                ax.plot(c["step"].iloc[-1], c["exact_match"].iloc[-1], "x", ms=10,
-                        color=line.get_color())
+            color = colors[c["config"].iloc[0]]
+            cut = status.get((study, trial_id)) in ("pruned", "time_limit")
+            ax.plot(c["step"], c["exact_match"], color=color, lw=1.2, alpha=0.45 if cut else 0.9)
+            if cut:  # ended where it was stopped: its last value is a lower bound
+                cut_any = True
+                ax.plot(c["step"].iloc[-1], c["exact_match"].iloc[-1], "o", ms=6,
+                        mfc="white", mec=color, mew=1.5, zorder=4)
+        for config, color in colors.items():
+            n = g[g["config"] == config]["trial_id"].nunique()
+            size = f", {count(params[config])}" if config in params else ""
+            ax.plot([], [], color=color, label=f"{config}{size} ({n} runs)")
+        if cut_any:
+            ax.plot([], [], "o", mfc="white", mec="grey", label="stopped early (lower bound)")
         ax.set_xlabel("training step")
         ax.set_ylabel("held-out exact match")
-        ax.set_title(f"{study} (x = pruned or out of time)")
+        ax.set_title(f"{study}: every run, coloured by config")
+        ax.set_ylim(-0.03, 1.03)
         ax.grid(alpha=0.3)
-        if g["trial_id"].nunique() <= 24:
-            ax.legend(fontsize=6)
-        fig.tight_layout()
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
         name = f"curves_{re.sub(r'[^A-Za-z0-9._-]', '_', study)}.png"  # inside out/
-        fig.savefig(out / name, dpi=110)
+        fig.savefig(out / name, dpi=110, bbox_inches="tight")
         plt.close(fig)
         doc.image(name, f"learning curves of {study}")
+    doc.p(f"Curves by training step, one colour per config; {CENSORED_NOTE}.")
 
 
-def width_depth_section(doc: Doc, res: Results) -> pd.DataFrame:
+def width_depth_section(doc: Doc, res: Results, out: Path | None = None) -> pd.DataFrame:
     doc.h("Width vs depth")
     wd = cmp.width_vs_depth(cmp.grid_trials(res))
     if wd.empty:
@@ -217,7 +269,40 @@ def width_depth_section(doc: Doc, res: Results) -> pd.DataFrame:
           "(p < 0.05), and \"no clear difference\" otherwise. A params ratio far from 1 "
           "confounds width with size: the reference's phase-2 models are not the same size "
           "when counted.")
+    if out is not None:
+        _depth_plot(res, wd, out)
+        doc.image("width_depth.png", "exact match against depth, every seed")
     return wd
+
+
+def _depth_plot(res: Results, wd: pd.DataFrame, out: Path) -> None:
+    """Exact match against the number of layers, one point per seed and the mean with
+    its spread, per study: the variable a width-vs-depth study varies."""
+    t = cmp.at_best_lr(cmp.terminal_trials(cmp.grid_trials(res)))
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for k, (study, pairs) in enumerate(wd.groupby("study")):
+        configs = set(pairs["wide"]) | set(pairs["deep"])
+        g = t[(t["study"] == study) & t["config"].isin(configs)]
+        color = plt.get_cmap("tab10")(k % 10)
+        by = g.groupby("n_layers")
+        ax.scatter(g["n_layers"], g["final_exact_match"], s=18, color=color, alpha=0.5)
+        mean, std = by["final_exact_match"].mean(), by["final_exact_match"].std()
+        ax.errorbar(mean.index, mean, yerr=std.fillna(0), fmt="o-", color=color, capsize=4,
+                    label=f"{study}: mean ± sd over seeds")
+        for layers, row in by.agg(config=("config", "first"), params=("params", "max"),
+                                  em=("final_exact_match", "mean")).iterrows():
+            ax.annotate(f"{row['config']}\n{count(row['params'])}", (layers, row["em"]),
+                        textcoords="offset points", xytext=(6, 6), fontsize=7, color=color)
+    ax.set_xscale("log", base=2)
+    layers = sorted(t["n_layers"].dropna().unique())
+    ax.set_xticks(layers, [f"{x:.0f}" for x in layers])
+    ax.set_xlabel("layers (width shrinks as depth grows: about the same parameters)")
+    ax.set_ylabel("held-out exact match")
+    ax.set_ylim(-0.03, 1.08)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower left")
+    fig.savefig(out / "width_depth.png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
 
 
 def lr_section(doc: Doc, res: Results, out: Path) -> None:
@@ -227,24 +312,44 @@ def lr_section(doc: Doc, res: Results, out: Path) -> None:
         doc.p("No study swept more than one learning rate for a config.")
         return
     rows = []
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    configs = list(dict.fromkeys(lr["config"]))
+    cmap = plt.get_cmap("tab10" if len(configs) <= 10 else "tab20")
+    styles = {study: ("-", "--", ":", "-.")[i % 4] for i, study in enumerate(lr["study"].unique())}
     for r in lr.to_dict("records"):
+        most = max(n for _, _, n in r["by_lr"].values())
         cells = [f"{rate:g}: {em:.2%}" + (f" ({cut} of {n} cut)" if cut else "")
+                 + (f" ({n} of {most} seeds)" if n < most else "")
                  for rate, (em, cut, n) in sorted(r["by_lr"].items())]
         rows.append([r["study"], r["config"], "; ".join(cells), f"{r['best_lr']:g}",
                      "best at the edge of the grid: widen it" if r["at_edge"] else ""])
         rates = sorted(r["by_lr"])
-        ax.plot(rates, [r["by_lr"][x][0] for x in rates], "o-", label=f"{r['config']}")
+        color = cmap(configs.index(r["config"]) % cmap.N)
+        ax.plot(rates, [r["by_lr"][x][0] for x in rates], styles[r["study"]], color=color,
+                alpha=0.6, label=f"{r['config']} ({r['study']})")
+        for x in rates:  # filled: every seed ran its budget; open: fewer seeds, or cut
+            em, cut, n = r["by_lr"][x]
+            full = n == most and not cut
+            ax.plot(x, em, "o", ms=7, color=color, mec=color, mew=1.5,
+                    mfc=color if full else "white", zorder=4)
+            if not full:
+                ax.annotate(f"{n} seed{'s' if n > 1 else ''}{', cut' if cut else ''}",
+                            (x, em), textcoords="offset points", xytext=(5, -10), fontsize=6,
+                            color=color)
     doc.table(["study", "config", "exact match by learning rate (mean over seeds)",
                "best lr", "warning"], rows)
-    doc.p("A rate whose trials were cut (pruned or out of time) shows a lower bound.")
+    doc.p("A rate whose trials were cut (pruned or out of time) shows a lower bound. In the "
+          "plot a filled marker is a mean over all the config's seeds; an open one is over "
+          "fewer (a screened rate runs its first seed only) or includes cut trials: compare "
+          "rates on the seeds they share (the table's best lr does).")
     ax.set_xscale("log")
     ax.set_xlabel("learning rate")
     ax.set_ylabel("held-out exact match (mean over seeds)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out / "learning_rates.png", dpi=110)
+    ax.plot([], [], "o", color="grey", label="all seeds ran their budget")
+    ax.plot([], [], "o", mfc="white", mec="grey", label="fewer seeds, or cut (lower bound)")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+    fig.savefig(out / "learning_rates.png", dpi=110, bbox_inches="tight")
     plt.close(fig)
     doc.image("learning_rates.png", "exact match by learning rate per config")
 
@@ -388,6 +493,12 @@ def audit_section(doc: Doc, res: Results, wd: pd.DataFrame) -> list[str]:
     for fact in FACTS:
         doc.p("- " + fact)
     doc.p("From these results:")
+    smoke = smoke_studies(res)
+    if smoke:
+        doc.p(f"Smoke studies ({', '.join(sorted(smoke))}) are left out: they run a few "
+              f"steps to check the machinery.")
+        res = without_smoke(res)
+        wd = wd[~wd["study"].isin(smoke)] if not wd.empty else wd
     lines = []
     t = res.trials
     for name, claim in CLAIMS.items():
@@ -464,7 +575,7 @@ def build(results_dir: str | Path, out: str | Path | None = None,
     fit = fit_section(doc, res, out)
     strata_section(doc, res)
     curves_section(doc, res, out)
-    wd = width_depth_section(doc, res)
+    wd = width_depth_section(doc, res, out)
     lr_section(doc, res, out)
     search = search_section(doc, res, out)
     compute_section(doc, res)

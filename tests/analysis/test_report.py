@@ -28,7 +28,15 @@ def test_report_from_a_real_smoke_sweep(smoke_results, tmp_path):
     for png in ("fit.png", "curves_phase1.png", "curves_phase2.png"):
         _png_ok(tmp_path / png)
         assert f"]({png})" in md
-    assert (tmp_path / "report.html").read_text().count("<table>") >= 4
+    html = (tmp_path / "report.html").read_text()
+    assert html.count("<table>") >= 4
+    # the HTML renders the report's markdown; smoke studies are labelled, never audited
+    assert "**" not in html and "<strong>phase1</strong>" in html and "<li>" in html
+    assert "finished (smoke test)" in md
+    assert "Smoke studies (phase1, phase2) are left out" in md
+    assert "is below the claimed" not in md and "is above the claimed" not in md
+    if "| phase2 |" in md.split("## Width vs depth")[1].split("## ")[0]:
+        _png_ok(tmp_path / "width_depth.png")
     # every trial's numbers appear as trials.csv has them
     for study in ("phase1", "phase2"):
         for r in sf.read_trials(results / study):
@@ -90,8 +98,23 @@ def test_report_sections_computed_from_data(tmp_path):
     assert "phase2_wide has 4.0x the parameters of phase2_deep" in md
     assert "the reference spends" in md and "CPU-core-hours" in md
     assert any(s.startswith("fit: N50 =") for s in summary)
-    # width vs depth over two seeds: a Welch test, with its verdict
+    # width vs depth over two seeds: a Welch test, with its verdict, and depth on an axis
     assert "| synth | phase2_wide | phase2_deep | 3.98x |" in md
+    _png_ok(root / "width_depth.png")
+
+
+def test_no_size_curve_across_shapes_of_one_size(tmp_path):
+    d = tmp_path / "wd"
+    d.mkdir()
+    sf.write_study(d, {"study": "wd", "state": "finished"})
+    rows = [{"trial_id": f"t{layers}{seed}", "config": f"shape_{layers}l", "d_model": 64 // layers,
+             "n_layers": layers, "params": 44_000 + layers, "seed": seed, "lr": 1e-3,
+             "status": "completed", "steps": 10, "max_steps": 10, "final_exact_match": 0.9,
+             "best_exact_match": 0.9} for layers in (2, 4) for seed in (0, 1)]
+    files.write_csv(sf.trials_csv(d), sf.TRIAL_COLUMNS, rows)
+    md = report.build(tmp_path, out=tmp_path / "out")[0].read_text()
+    assert "No size curve: the sizes here span 1.00x" in md and "Logistic fit" not in md
+    _png_ok(tmp_path / "out" / "width_depth.png")
 
 
 @pytest.mark.slow
