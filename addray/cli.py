@@ -15,18 +15,6 @@ from addray import stops
 from addray.errors import ConfigError, UserError
 
 
-class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Shows an option's default, unless the help already says it, the default is None
-    (the help says what happens then) or the option is a switch (--no-prune)."""
-
-    def _get_help_string(self, action: argparse.Action) -> str | None:
-        text = action.help or ""
-        if (action.default is None or isinstance(action.default, bool)
-                or "default" in text or action.default == []):
-            return text
-        return super()._get_help_string(action)
-
-
 def run(main: Callable[[], int | None]) -> None:
     """Call ``main`` and exit with its code; a user error prints ``error: ...`` and exits 2;
     a file the system cannot write or read (a full or read-only disk, no permission) is

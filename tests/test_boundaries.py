@@ -26,6 +26,7 @@ def _imported(code: str) -> list[str]:
     ("import addray.core.config, addray.core.tokens, addray.core.strata", []),
     ("from addray.core.config import load_config; load_config('configs/phase1_tiny.yaml')", []),
     ("import addray.analysis.report, addray.analysis.fits, addray.report", []),
+    ("import addray.export, addray.tb_events", []),
     ("import addray.sweep.search_space, addray.sweep.options, addray.sweep.cli", []),
     ("import addray.core.trainer, addray.core.verify, addray.train, addray.verify", ["torch"]),
 ])

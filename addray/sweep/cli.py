@@ -58,14 +58,15 @@ def parser(study: str, description: str, presets: dict[str, Preset] | None = Non
     """The options every study script shares; ``presets`` (a grid script's named config
     sets, the first the default) adds --configs, --seeds, --lr and --compare."""
     p = cli.Parser(description=description,
-                   formatter_class=cli.HelpFormatter)
+                   formatter_class=argparse.RawDescriptionHelpFormatter)
     g = p.add_argument_group("what to run")
-    g.add_argument("--study", default=study, help="study name: results go to RESULTS/STUDY/")
+    g.add_argument("--study", default=study,
+                   help="study name: results go to RESULTS/STUDY/ (default: %(default)s)")
     if presets:
         g.add_argument("--configs", default=next(iter(presets)),
                        help="a named set: " + "; ".join(f"{k}: {v.about}"
                                                       for k, v in presets.items())
-                       + "; or YAML files separated by commas")
+                       + "; or YAML files separated by commas (default: %(default)s)")
         g.add_argument("--seeds", type=cli.bounded(int, 1, 100), help="seeds per config and "
                        "learning rate (default: the set's; 3 on GPUs, 1 on CPUs for the "
                        "scaling sets)")
@@ -105,10 +106,11 @@ def parser(study: str, description: str, presets: dict[str, Preset] | None = Non
     r.add_argument("--dashboard", action="store_true", help="start the Ray dashboard "
                    "(local Ray only) and print its URL")
     r.add_argument("--dashboard-host", default="127.0.0.1", help="interface the dashboard "
-                   "binds to; keep 127.0.0.1 and use an SSH tunnel")
+                   "binds to; keep 127.0.0.1 and use an SSH tunnel (default: %(default)s)")
     s = p.add_argument_group("pruning, failures, results")
     s.add_argument("--metric", choices=METRICS, default="exact_match", help="what pruning "
-                   "compares: uniform held-out exact match, or the weakest stratum's")
+                   "compares: uniform held-out exact match, or the weakest stratum's "
+                   "(default: %(default)s)")
     s.add_argument("--budget", choices=BUDGETS, help="pruning clock (default: examples when "
                    "the configs' batch sizes differ, else steps)")
     if presets:
@@ -126,10 +128,11 @@ def parser(study: str, description: str, presets: dict[str, Preset] | None = Non
                    help="evaluations before a trial may be pruned (default: the set's, "
                    "else 2)")
     s.add_argument("--reduction-factor", type=cli.bounded(int, 2, 100), default=3,
-                   help="keep the best 1/N at each rung")
+                   help="keep the best 1/N at each rung (default: %(default)s)")
     s.add_argument("--max-failures", type=cli.bounded(int, 0, 100), default=2,
-                   help="retries of a crashed trial from its last checkpoint")
-    s.add_argument("--results", default="results", help="results folder")
+                   help="retries of a crashed trial from its last checkpoint "
+                   "(default: %(default)s)")
+    s.add_argument("--results", default="results", help="results folder (default: %(default)s)")
     s.add_argument("--resume", action="store_true", help="continue an interrupted study: "
                    "finished trials are kept, unfinished ones resume from their checkpoints")
     return p

@@ -42,7 +42,6 @@ from addray.core.config import (
     load_config,
     number,
 )
-from addray.core.model import Transformer, count_parameters
 from addray.errors import ConfigError
 from addray.sweep.flat import flat_of
 from addray.sweep.options import no_select
@@ -272,6 +271,8 @@ class OptunaSpace:
                 sample[d.name] = trial.suggest_int(d.name, int(d.low), int(d.high), log=d.log)
             else:
                 sample[d.name] = trial.suggest_float(d.name, d.low, d.high, log=d.log)
+        from addray.core.model import Transformer, count_parameters  # torch: only here
+
         cfg = self.space.config_for(sample)
         lr = cfg.training.learning_rate
         spec = {"label": f"{cfg.name}-lr{lr:.2g}-bs{cfg.training.batch_size}", "name": cfg.name,

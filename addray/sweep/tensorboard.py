@@ -20,32 +20,13 @@ Being a ``TBXLoggerCallback``, it keeps Tune from adding its own.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
 from ray.tune.logger import TBXLoggerCallback
-from tensorboardX import SummaryWriter
 
+from addray import tb_events
 from addray.sweep.flat import flat_of
-
-SCALARS = ("exact_match", "token_accuracy", "worst_stratum", "carry_boundary", "edge_cases",
-           "train_loss", "eval_loss", "lr", "examples_per_s", "best_exact_match",
-           "prune_score", "search_score", "examples")
-FINAL = ("exact_match", "worst_stratum", "carry_boundary", "edge_cases", "best_exact_match")
-PAIRS = ("strata", "boundary")  # {name: [correct, total]}
-
-
-def scalars(metrics: dict[str, Any]) -> dict[str, float]:
-    """A report's values as TensorBoard scalars (tag -> value); NaN and absent left out."""
-    out = {k: float(metrics[k]) for k in SCALARS
-           if isinstance(metrics.get(k), (int, float)) and math.isfinite(metrics[k])}
-    for group in PAIRS:
-        for name, pair in (metrics.get(group) or {}).items():
-            right, total = pair
-            if total:
-                out[f"{group}/{name}"] = right / total
-    return out
 
 
 class StepTensorBoard(TBXLoggerCallback):
@@ -64,15 +45,13 @@ class StepTensorBoard(TBXLoggerCallback):
             path = Path(trial.local_path)
             if "members" in spec:
                 path = path / spec["members"][k]["label"]
-            self._writers[key] = SummaryWriter(str(path), flush_secs=30)
+            self._writers[key] = tb_events.writer(str(path))
         return self._writers[key]
 
     def log_trial_start(self, trial: Any) -> None:
         pass  # writers open at the first result (a fused trial's are per member)
 
     def log_trial_result(self, iteration: int, trial: Any, result: dict) -> None:
-        from tensorboardX.proto.summary_pb2 import Summary
-
         spec = trial.config["trial"]
         if "members" in spec:
             runs = [(k, m) for k, m in enumerate(result.get("members") or [])
@@ -80,36 +59,20 @@ class StepTensorBoard(TBXLoggerCallback):
         else:
             runs = [(0, result)]
         for k, metrics in runs:
-            step = int(metrics.get("step", 0))
-            values = scalars(metrics)
-            # written as protos: tensorboardX would rewrite "2+2 tokens, carry" as
-            # "2_2_tokens__carry"; TensorBoard itself takes any tag
-            summary = Summary(value=[Summary.Value(tag=tag, simple_value=v)
-                                     for tag, v in values.items()])
-            writer = self._writer(trial, k)
-            writer.file_writer.add_summary(summary, step)
-            writer.flush()
+            w = self._writer(trial, k)
+            tb_events.write_step(w, tb_events.scalars(metrics), int(metrics.get("step", 0)))
+            w.flush()
             self._ends[(trial.trial_id, k)] = metrics
 
     def log_trial_end(self, trial: Any, failed: bool = False) -> None:
-        from tensorboardX.summary import hparams
-
         spec = trial.config["trial"]
         for key in [key for key in self._writers if key[0] == trial.trial_id]:
-            k = key[1]
-            member = spec["members"][k] if "members" in spec else spec
-            last = self._ends.get(key, {})
+            member = spec["members"][key[1]] if "members" in spec else spec
+            last = self._ends.pop(key, {})
             status = "errored" if failed else last.get("status", "")
             if status == "running":
                 status = "pruned"  # stopped by the scheduler before its trainer ended
-            params = {**{name: v for name, v in flat_of(member).items()
-                         if isinstance(v, (str, int, float)) and name != "study"},
-                      "status": status}
-            metrics = {m: float(last[m]) for m in FINAL
-                       if isinstance(last.get(m), (int, float)) and math.isfinite(last[m])}
-            writer = self._writers.pop(key)
-            if metrics:
-                for summary in hparams(hparam_dict=params, metric_dict=metrics):
-                    writer.file_writer.add_summary(summary)
-            writer.close()
-            self._ends.pop(key, None)
+            params = {k: v for k, v in flat_of(member).items() if k != "study"}
+            w = self._writers.pop(key)
+            tb_events.write_hparams(w, {**params, "status": status}, last)
+            w.close()
