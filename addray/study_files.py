@@ -130,3 +130,22 @@ def read_study(study_dir: Path) -> dict[str, Any]:
     if not path.exists():
         return {}
     return files.read_json_object(path)
+
+
+def best_search_row(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """A search's best trial, as the search itself judges it: the highest objective score
+    (``addray.sweep.objective.search_score``: any model above the threshold beats any
+    below, and among those above the one with fewer parameters), so the driver's saved
+    model and the report's "smallest that adds" are the same trial. None if no row has
+    a score."""
+    def score(r: dict[str, Any]) -> float | None:
+        try:
+            x = float(r.get("score"))
+        except (TypeError, ValueError):
+            return None
+        return x if x == x else None
+
+    scored = [r for r in rows if score(r) is not None]
+    if not scored:
+        return None
+    return max(scored, key=lambda r: (score(r), -float(r.get("params") or 0)))

@@ -19,6 +19,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from addray import study_files as sf  # noqa: E402
 from addray.analysis import compare as cmp  # noqa: E402
 from addray.analysis.doc import Doc, count, pct  # noqa: E402
 from addray.analysis.fits import FitError, LogisticFit, fit_logistic  # noqa: E402
@@ -423,6 +424,10 @@ def _search_line(res: Results, study: str, confirm: str | None) -> str:
     strict = info.get("metric") == "worst_stratum"
     t = cmp.terminal_trials(res.trials[res.trials["study"] == study])
     best = cmp.smallest_above(t, threshold, learned_only=strict)
+    if "score" in t.columns and t["score"].notna().any():
+        # the trial the search itself saved and confirmed: its objective decides
+        pick = sf.best_search_row(res.trials[res.trials["study"] == study].to_dict("records"))
+        best = pd.Series(pick) if pick is not None and float(pick["score"]) > 1 else None
     what = ("learned (every edge case and stratum too, and the carry boundary where recorded)"
             if strict else f">= {threshold:.0%}")
     if best is None:

@@ -175,19 +175,15 @@ def confirm_study(study: str) -> str:
     return study + CONFIRM_SUFFIX
 
 
-def best_row(rows: list[dict[str, str]]) -> dict[str, str] | None:
-    """The trial with the highest objective score (fewest parameters above threshold)."""
-    scored = [r for r in rows if r.get("score") not in (None, "")]
-    if not scored:
-        return None
-    return max(scored, key=lambda r: (float(r["score"]), -int(r["params"] or 0)))
+best_row = sf.best_search_row  # the trial the search saves and confirms
 
 
 def save_best(study_dir: Path, best: dict[str, str]) -> bool:
     """best.yaml (the trial's resolved config) and best.pt (its last checkpoint); False
     if the trial left no checkpoint."""
     cfg = json.loads(best["resolved_config"])
-    cfg["name"] = "smallest"
+    # named after its search (configs/smallest.yaml is another model)
+    cfg["name"] = f"{best['study']}-best"
     header = (f"# best trial of search '{best['study']}' ({best['trial_id']}): "
               f"{int(best['params']):,} parameters, exact match "
               f"{float(best['final_exact_match']):.2%} at step {best['steps']}\n")

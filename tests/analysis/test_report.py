@@ -249,3 +249,28 @@ def test_parameter_counts_are_readable(n, shown):
 ])
 def test_the_audit_treats_every_lower_bound_alike(em, claim, cut, verdict):
     assert verdict in report._claim_line("c", em, claim, "lr 1e-4", cut)
+
+
+def test_the_report_names_the_trial_the_search_saved(tmp_path):
+    # a search at a 95% threshold judges m3000 above it (every stratum >= 95%), though
+    # its trainer's "learned" (at 99%) says no: the report names the trial the search
+    # saved, not another one by its own rule
+    from addray.sweep.objective import search_score
+
+    d = tmp_path / "search"
+    d.mkdir()
+    sf.write_study(d, {"study": "search", "state": "finished", "kind": "search",
+                       "threshold": 0.95, "metric": "worst_stratum"})
+    rows = []
+    for params, em, worst in ((3_000, 0.97, 0.96), (6_000, 0.996, 0.995)):
+        m = {"exact_match": em, "worst_stratum": worst, "edge_cases": 1.0,
+             "carry_boundary": 1.0, "token_accuracy": 1.0, "params": params}
+        rows.append({"trial_id": f"t{params}", "config": f"m{params}", "params": params,
+                     "seed": 0, "lr": 0.01, "status": "completed", "steps": 10,
+                     "max_steps": 10, "final_exact_match": em, "best_exact_match": em,
+                     "worst_stratum": worst, "learned": worst >= 0.99,
+                     "score": search_score(m, 0.95, "worst_stratum")})
+    files.write_csv(sf.trials_csv(d), sf.TRIAL_COLUMNS, rows)
+    assert sf.best_search_row(sf.read_trials(d))["config"] == "m3000"
+    md = report.build(tmp_path, out=tmp_path / "out")[0].read_text()
+    assert "search: m3000 with 3,000 parameters" in md

@@ -92,7 +92,7 @@ def test_smoke_search_end_to_end(tmp_path):
     assert saved.to_dict()["model"] == json.loads(best["resolved_config"])["model"]
     assert (tmp_path / "phase3" / "best.pt").stat().st_size > 0
     seeds = sf.read_trials(tmp_path / "phase3-seeds")
-    assert len(seeds) == 1 and seeds[0]["config"] == "smallest"
+    assert len(seeds) == 1 and seeds[0]["config"] == "phase3-best"
     assert seeds[0]["seed"] == str(int(best["seed"]) + 1)
     assert int(seeds[0]["params"]) == int(best["params"])
     # every seed's model went through verification; a smoke model has not learned
