@@ -127,6 +127,8 @@ def _fit(opts: SweepOptions, plan: StudyPlan, trainable: Any, study_dir: Path,
     _announce(opts, handle, study_dir, plan, gpt, cpt, max_concurrent)
 
     fn = tune.with_resources(trainable or NamedTrial, {"cpu": cpt, "gpu": gpt})
+    if trainable is None:  # the dashboard's Class column: not "with_resources.<locals>..."
+        fn.__name__ = fn.__qualname__ = "AddrayTrial"
     if opts.resume and tune.Tuner.can_restore(str(tune_dir)):
         # the scheduler, the recorder and a searcher's state come back with it
         tuner = tune.Tuner.restore(str(tune_dir), trainable=fn, resume_unfinished=True,
@@ -162,9 +164,10 @@ def _fit(opts: SweepOptions, plan: StudyPlan, trainable: Any, study_dir: Path,
 
 
 def job_metadata(opts: SweepOptions, study_dir: Path) -> dict[str, str]:
-    """What the driver's Ray job says of itself (the job API's ``metadata``)."""
-    return {"addray_study": opts.study, "addray_command": opts.command,
-            "addray_results": str(study_dir)}
+    """What the driver's Ray job says of itself (the job API's ``metadata``;
+    ``job_name`` is what the dashboard's Jobs page shows as its Name)."""
+    return {"job_name": opts.study, "addray_study": opts.study,
+            "addray_command": opts.command, "addray_results": str(study_dir)}
 
 
 def make_tuner(tune: Any, trainable: Any, plan: StudyPlan, run_config: Any,

@@ -107,6 +107,7 @@ def test_the_dashboard_shows_the_studys_job_actors_and_live_metrics(watched):
     assert seen["returncode"] == 0, seen["log"][-3000:]
     job = seen["jobs"][0]
     assert job.metadata["addray_results"] == str(study_dir)
+    assert job.metadata["job_name"] == "watched"  # the Jobs page's Name column
     assert "phase1.py" in job.metadata["addray_command"] and "phase1.py" in job.entrypoint
     labels = seen["live"]
     assert labels["study"] == "watched" and labels["config"] == "phase1_2k"
