@@ -107,6 +107,9 @@ def parser(study: str, description: str, presets: dict[str, Preset] | None = Non
                    "(local Ray only) and print its URL")
     r.add_argument("--dashboard-host", default="127.0.0.1", help="interface the dashboard "
                    "binds to; keep 127.0.0.1 and use an SSH tunnel (default: %(default)s)")
+    r.add_argument("--mlflow", metavar="URI", help="log every trial as a run in this MLflow "
+                   "tracking store (a mlflow server's http://HOST:PORT, or file:./mlruns), in "
+                   "the experiment named after the study; fixed when the study starts")
     s = p.add_argument_group("pruning, failures, results")
     s.add_argument("--metric", choices=METRICS, default="exact_match", help="what pruning "
                    "compares: uniform held-out exact match, or the weakest stratum's "
@@ -148,7 +151,7 @@ def common_options(args: argparse.Namespace) -> dict[str, Any]:
         prune=args.prune, grace_period=args.grace_period or 2,
         reduction_factor=args.reduction_factor, max_failures=args.max_failures,
         resume=args.resume, dashboard=args.dashboard, dashboard_host=args.dashboard_host,
-        smoke_test=args.smoke_test, command=command_line())
+        mlflow=args.mlflow, smoke_test=args.smoke_test, command=command_line())
 
 
 def exit_code(rows: list[dict[str, str]], state: str | None = None) -> int:

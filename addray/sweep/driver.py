@@ -139,9 +139,12 @@ def _fit(opts: SweepOptions, plan: StudyPlan, trainable: Any, study_dir: Path,
         recorder = StudyRecorder(str(study_dir), opts.study,
                                  plan.scheduler if isinstance(plan.scheduler,
                                                               RungScheduler) else None)
-        run_config = make_run_config(tune, opts, study_dir,
-                                     [recorder, StepTensorBoard(), *plan.callbacks],
-                                     plan.columns)
+        callbacks = [recorder, StepTensorBoard(), *plan.callbacks]
+        if opts.mlflow:
+            from addray.sweep.mlflow_log import MlflowLog
+
+            callbacks.append(MlflowLog(opts.mlflow, opts.study))
+        run_config = make_run_config(tune, opts, study_dir, callbacks, plan.columns)
         # watched (a dashboard, a cluster's): an actor per trial, named after it in the
         # dashboard; else actors are reused between trials (no start-up per trial)
         reuse = not (opts.dashboard or opts.address)

@@ -73,6 +73,7 @@ class SweepOptions:
     resume: bool = False
     dashboard: bool = False
     dashboard_host: str = "127.0.0.1"
+    mlflow: str | None = None  # an MLflow tracking URI: every trial logged as a run there
     smoke_test: bool = False
     num_cpus: int | None = None  # local Ray only: CPUs to declare (default: all)
     num_gpus: int | None = None  # local Ray only: GPUs to declare (default: detected)
@@ -166,6 +167,8 @@ def validate(opts: SweepOptions) -> Path:
                "config (a fused trial holds one config's runs and prunes among them alone)")
         _check(not opts.screen, "--fuse", "on", "cannot go with --screen (a screen holds a "
                "config's other seeds back; fused members train side by side)")
+    if opts.mlflow is not None:
+        _check_mlflow(opts.mlflow)
     if isinstance(opts, SearchOptions):
         _validate_search(opts)
     else:
@@ -178,6 +181,29 @@ def validate(opts: SweepOptions) -> Path:
                f"{len(opts.configs)} configs x {max(rates)} learning rates x "
                f"{opts.seeds} seeds = {n} trials, more than {MAX_TRIALS} in one study")
     return study_dir
+
+
+def _check_mlflow(uri: str) -> None:
+    """MLflow installed, and a tracking server that answers (checked before Ray starts:
+    MLflow's client retries for minutes)."""
+    import importlib.util
+    import socket
+    from urllib.parse import urlparse
+
+    _check(bool(uri.strip()), "--mlflow", uri, "must be a tracking URI, e.g. "
+           "http://127.0.0.1:5000 or file:./mlruns")
+    _check(importlib.util.find_spec("mlflow") is not None, "--mlflow", uri,
+           "needs MLflow: pip install -e '.[mlflow]'")
+    url = urlparse(uri)
+    if url.scheme in ("http", "https"):
+        try:
+            socket.create_connection((url.hostname or "", url.port or
+                                      (443 if url.scheme == "https" else 80)),
+                                     timeout=5).close()
+        except (OSError, ValueError) as exc:
+            _check(False, "--mlflow", uri, f"no tracking server answers there "
+                   f"({getattr(exc, 'strerror', None) or exc}); start one with "
+                   f"`mlflow server --host 127.0.0.1 --port 5000`")
 
 
 def _validate_search(opts: SearchOptions) -> None:
@@ -240,7 +266,8 @@ _DEFINING = {"configs": "--configs", "recipe": "--configs", "seeds": "--seeds", 
              "smoke_test": "--smoke-test", "metric": "--metric", "budget": "--budget",
              "compare": "--compare", "prune": "--no-prune", "grace_period": "--grace-period",
              "reduction_factor": "--reduction-factor", "space": "--space",
-             "sampler_seed": "--sampler-seed", "confirm_seeds": "--confirm-seeds"}
+             "sampler_seed": "--sampler-seed", "confirm_seeds": "--confirm-seeds",
+             "mlflow": "--mlflow"}
 
 
 def _check_same_study(opts: SweepOptions, study_dir: Path, info: dict[str, Any]) -> None:

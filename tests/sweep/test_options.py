@@ -31,6 +31,9 @@ TINY = [str(CONFIGS / "phase1_tiny.yaml")]
     ({"metric": "loss"}, "--metric = loss: must be one of exact_match, worst_stratum"),
     ({"budget": "hours"}, "--budget = hours: must be one of steps, examples, flops"),
     ({"configs": []}, "at least one config is needed"),
+    ({"mlflow": " "}, "--mlflow =  : must be a tracking URI"),
+    ({"mlflow": "http://127.0.0.1:9"}, "--mlflow = http://127.0.0.1:9: no tracking server "
+                                        "answers there"),
 ])
 def test_bad_grid_options(tmp_path, kw, message):
     opts = SweepOptions(**{"study": "s", "configs": TINY, "results": str(tmp_path), **kw})

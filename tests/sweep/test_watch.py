@@ -67,13 +67,14 @@ def watched(tmp_path_factory):
     results = tmp_path_factory.mktemp("watch")
     log = results / "driver.log"
     env = {**os.environ, "RAY_metrics_report_interval_ms": "1000", "RAY_AUTH_MODE": "token"}
+    mlflow_uri, server = _mlflow_server(results)
     cmd = [sys.executable, str(PHASE1), "--smoke-test", "--dashboard", "--study", "watched",
            "--configs", "configs/sizes/phase1_2k.yaml", "--lr", "1e-3,3e-3", "--no-prune",
            "--max-steps", "160", "--check-every", "20", "--set",
-           "training.early_stopping=null", "--results", str(results)]
+           "training.early_stopping=null", "--results", str(results), "--mlflow", mlflow_uri]
     with log.open("w") as out:
         proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-    seen = {}
+    seen = {"mlflow": mlflow_uri}
     try:
         text = lambda: log.read_text()  # noqa: E731
         dashboard = _poll("dashboard line", lambda: re.search(
@@ -96,10 +97,35 @@ def watched(tmp_path_factory):
             if "watched:" in (a.get("repr_name") or "")], 60, proc, log)
         proc.wait(timeout=300)
         seen["returncode"] = proc.returncode
+        seen["log"] = log.read_text()
+        yield results / "watched", seen
     finally:
         kill_tree(proc.pid)
-    seen["log"] = log.read_text()
-    return results / "watched", seen
+        kill_tree(server.pid)
+
+
+def _mlflow_server(root: Path) -> tuple[str, subprocess.Popen]:
+    """A real `mlflow server` on loopback, with its store and artifacts under ``root``."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen(
+        [str(Path(sys.executable).parent / "mlflow"), "server", "--host", "127.0.0.1",
+         "--port", str(port), "--workers", "1", "--backend-store-uri",
+         f"sqlite:///{root / 'mlflow.db'}", "--artifacts-destination", str(root / "art")],
+        cwd=root, stdout=(root / "mlflow.log").open("w"), stderr=subprocess.STDOUT)
+    uri = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            if _get(f"{uri}/health").strip() == "OK":
+                return uri, server
+        except OSError:
+            time.sleep(0.5)
+    kill_tree(server.pid)
+    raise AssertionError(f"mlflow server did not start:\n{(root / 'mlflow.log').read_text()}")
 
 
 def test_the_dashboard_shows_the_studys_job_actors_and_live_metrics(watched):
@@ -159,3 +185,30 @@ def test_tunes_clients_work_without_arguments(watched):
                    "config/d_model", "config/n_layers"):
         assert column in frame.columns
     assert sorted(frame["config/lr"]) == [1e-3, 3e-3]
+
+
+def test_mlflow_holds_every_trial_as_a_run(watched):
+    from mlflow.tracking import MlflowClient
+
+    study_dir, seen = watched
+    client = MlflowClient(tracking_uri=seen["mlflow"])
+    experiment = client.get_experiment_by_name("watched")
+    runs = client.search_runs([experiment.experiment_id])
+    curves = sf.read_curves(study_dir)
+    trials = {f"{float(r['lr']):g}": r for r in sf.read_trials(study_dir)}
+    assert sorted(r.info.run_name for r in runs) == ["phase1_2k-s0-lr0.001",
+                                                    "phase1_2k-s0-lr0.003"]
+    for run in runs:
+        lr = run.data.params["lr"]
+        assert run.data.params["config"] == "phase1_2k" and run.data.params["params"] == "2367"
+        assert run.info.status == "FINISHED" and run.data.tags["status"] == "completed"
+        assert run.data.tags["status"] == trials[f"{float(lr):g}"]["status"]
+        history = client.get_metric_history(run.info.run_id, "exact_match")
+        mine = sorted((int(c["step"]), float(c["exact_match"])) for c in curves
+                      if f"{float(c['lr']):g}" == f"{float(lr):g}")
+        assert sorted((m.step, m.value) for m in history) == mine
+        assert "strata/2-2 tokens carry" in run.data.metrics
+        artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+        assert {"config.json", "checkpoint"} <= artifacts
+        inside = {a.path for a in client.list_artifacts(run.info.run_id, "checkpoint")}
+        assert "checkpoint/checkpoint.pt" in inside
