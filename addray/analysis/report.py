@@ -224,10 +224,15 @@ def curves_section(doc: Doc, res: Results, out: Path) -> None:
     for study, g in res.curves.groupby("study"):
         fig, ax = plt.subplots(figsize=(7.5, 4.5))
         colors = _config_colors(g.assign(params=g["config"].map(params)))
+        # one config of a few runs: a colour per run (its seed and rate) instead
+        per_run = len(colors) == 1 and g["trial_id"].nunique() <= 10
         cut_any = False
-        for trial_id, c in g.groupby("trial_id"):
+        for i, (trial_id, c) in enumerate(g.groupby("trial_id")):
             c = c.sort_values("step")
-            color = colors[c["config"].iloc[0]]
+            color = plt.get_cmap("tab10")(i) if per_run else colors[c["config"].iloc[0]]
+            if per_run:
+                ax.plot([], [], color=color, label=f"seed {c['seed'].iloc[0]:.0f}, "
+                                                   f"lr {c['lr'].iloc[0]:.3g}")
             cut = status.get((study, trial_id)) in ("pruned", "time_limit")
             ax.plot(c["step"], c["exact_match"], color=color, lw=1.2, alpha=0.45 if cut else 0.9)
             if cut:  # ended where it was stopped: its last value is a lower bound
@@ -237,12 +242,13 @@ def curves_section(doc: Doc, res: Results, out: Path) -> None:
         for config, color in colors.items():
             n = g[g["config"] == config]["trial_id"].nunique()
             size = f", {count(params[config])}" if config in params else ""
-            ax.plot([], [], color=color, label=f"{config}{size} ({n} runs)")
+            ax.plot([], [], color="none" if per_run else color,
+                    label=f"{config}{size} ({n} runs)")
         if cut_any:
             ax.plot([], [], "o", mfc="white", mec="grey", label="stopped early (lower bound)")
         ax.set_xlabel("training step")
         ax.set_ylabel("held-out exact match")
-        ax.set_title(f"{study}: every run, coloured by config")
+        ax.set_title(f"{study}: every run" + ("" if per_run else ", coloured by config"))
         ax.set_ylim(-0.03, 1.03)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
@@ -369,16 +375,29 @@ def search_section(doc: Doc, res: Results, out: Path) -> list[str]:
     names = [n for search in sorted(stages) for n in [search, *stages[search]]]
     everything = cmp.terminal_trials(res.trials[res.trials["study"].isin(names)])
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    colors = plt.get_cmap("tab10" if len(names) <= 10 else "tab20")
-    for i, study in enumerate(names):
-        g = everything[everything["study"] == study]
+    # one colour per search (its confirmation seeds as diamonds of that colour); the
+    # later stages kept in a search's folder share grey, so the legend stays short
+    groups = []
+    for i, search in enumerate(sorted(stages)):
+        color = plt.get_cmap("tab10")(i % 10)
+        confirm = searches[search]
+        later = [s for s in stages[search] if s != confirm]
+        groups.append(([search], color, "o", f"{search} (search)"))
+        if confirm:
+            groups.append(([confirm], color, "D", f"{confirm} (its seeds)"))
+        if later:
+            groups.append((later, "grey", "o", f"{len(later)} later stage(s) of {search}"))
+    for members, color, marker, label in groups:
+        g = everything[everything["study"].isin(members)]
         if g.empty:
             continue
-        cut, color = cmp.censored(g), colors(i % colors.N)
-        ax.scatter(g.loc[~cut, "params"], g.loc[~cut, "final_exact_match"], alpha=0.7,
-                   color=color, label=study)
+        cut = cmp.censored(g)
+        ax.scatter(g.loc[~cut, "params"], g.loc[~cut, "final_exact_match"], alpha=0.6,
+                   color=color, marker=marker, s=28, label=label)
         ax.scatter(g.loc[cut, "params"], g.loc[cut, "final_exact_match"], marker="^",
                    facecolors="none", edgecolors=color)
+    ax.scatter([], [], marker="^", facecolors="none", edgecolors="grey",
+               label="pruned or cut (lower bound)")
     if "learned" in everything:
         won = everything[everything["learned"].astype(str) == "True"]
         ax.scatter(won["params"], won["final_exact_match"], marker="*", s=90,
@@ -394,7 +413,8 @@ def search_section(doc: Doc, res: Results, out: Path) -> list[str]:
     ax.axhline(0.99, color="C2", ls="--", lw=1, label="99%")
     _save_size_plot(fig, ax, out / "search.png", "held-out exact match (final)")
     doc.p(f"{len(everything)} trials over {len(names)} stage(s) of {len(searches)} "
-          f"search(es); triangles were pruned or cut (lower bounds), stars learned "
+          f"search(es) (each later stage's trials are in the table below and its own "
+          f"line); triangles were pruned or cut (lower bounds), stars learned "
           f"(every edge case and stratum of the trial's held-out set too, and its carry "
           f"boundary in studies that record one).")
     doc.image("search.png", "parameters vs exact match, every stage")
