@@ -9,6 +9,7 @@ A study's files are described in ``addray.study_files``.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import sys
@@ -150,6 +151,9 @@ def _fit(opts: SweepOptions, plan: StudyPlan, trainable: Any, study_dir: Path,
         reuse = not (opts.dashboard or opts.address)
         tuner = make_tuner(tune, fn, plan, run_config, max_concurrent, slots, reuse)
     t_fit = time.time()
+    # trials a screen never started have no result file: Tune warns of each one when it
+    # builds its result grid, which addray does not read (trials.csv is the record)
+    logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
     grid = tuner.fit()
     # Tune answers Ctrl-C by stopping and returning: count what trials.csv holds as
     # finished (a searcher's grid only knows the trials it has started so far)
