@@ -167,8 +167,8 @@ def test_tensorboard_plots_by_training_step_and_stratum(watched):
 
 def test_tunes_clients_work_without_arguments(watched):
     from ray import tune
-    from ray.tune import ExperimentAnalysis
 
+    from addray.sweep.experiment import experiment
     from addray.sweep.trainable import run_trial
 
     study_dir, _ = watched
@@ -178,8 +178,9 @@ def test_tunes_clients_work_without_arguments(watched):
         .get_results().get_best_result()
     assert best.metrics["exact_match"] == max(rows.values())
     assert best.config["config"] == "phase1_2k" and best.config["params"] == 2367
-    analysis = ExperimentAnalysis(str(study_dir / "tune"), default_metric="exact_match",
-                                  default_mode="max")
+    analysis = experiment(study_dir)  # Tune's ExperimentAnalysis, the study's metric set
+    assert analysis.get_best_trial().config["lr"] == best.config["lr"]
+    assert analysis.best_config["config"] == "phase1_2k"
     frame = analysis.dataframe()
     for column in ("config/config", "config/lr", "config/seed", "config/params",
                    "config/d_model", "config/n_layers"):
