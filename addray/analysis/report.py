@@ -99,14 +99,26 @@ def reference_section(doc: Doc, res: Results) -> None:
                    "ref GPU h", "measured h"], rows)
 
 
+def _interval(fit: LogisticFit, name: str) -> tuple[float, float, bool, bool]:
+    """The 95% interval of N50 or N99 within the measured sizes, and whether each end was
+    cut there: the bootstrap extrapolates past them (an N50 "as low as 8 parameters"),
+    which no measurement supports."""
+    low, high = fit.ci.get(name.lower(), (math.nan, math.nan))
+    smallest, largest = min(fit.sizes), max(fit.sizes)
+    return max(low, smallest), min(high, largest), low < smallest, high > largest
+
+
 def _level(fit: LogisticFit, name: str, level: float) -> str:
     reason = fit.why_not(level)
     if reason is not None:
         return f"{name}: not determined ({reason})"
-    low, high = fit.ci.get(name.lower(), (math.nan, math.nan))
+    low, high, cut_low, cut_high = _interval(fit, name)
     span = math.log10(high / low) if low > 0 and math.isfinite(high) else math.inf
     note = "" if span <= 1 else "; its interval spans more than a decade"
-    return f"{name} = {count(fit.params_for(level))} (95% CI {count(low)}–{count(high)}{note})"
+    if cut_low or cut_high:
+        note += "; the bootstrap reaches past the measured sizes, cut there"
+    return (f"{name} = {count(fit.params_for(level))} (95% CI {'<' if cut_low else ''}"
+            f"{count(low)}–{count(high)}{'+' if cut_high else ''}{note})")
 
 
 MIN_SPAN = 2.0  # a size curve needs sizes at least this far apart (largest / smallest)
@@ -165,12 +177,16 @@ def _level_markers(ax: plt.Axes, fit: LogisticFit) -> None:
         if fit.why_not(level) is not None:
             continue
         n = fit.params_for(level)
-        low, high = fit.ci.get(name.lower(), (math.nan, math.nan))
+        low, high, cut_low, cut_high = _interval(fit, name)
         if not (math.isfinite(n) and math.isfinite(low) and math.isfinite(high)):
             continue
-        ax.errorbar([n], [level], xerr=[[n - low], [high - n]], fmt="D", color=color,
-                    capsize=4, ms=6, zorder=5,
-                    label=f"{name} = {count(n)} (95% CI {count(low)}–{count(high)})")
+        ax.errorbar([n], [level], xerr=[[max(n - low, 0)], [max(high - n, 0)]], fmt="D",
+                    color=color, capsize=4, ms=6, zorder=5,
+                    label=f"{name} = {count(n)} (95% CI {'<' if cut_low else ''}{count(low)}"
+                          f"–{count(high)}{'+' if cut_high else ''})")
+        for cut, x, marker in ((cut_low, low, "<"), (cut_high, high, ">")):
+            if cut:  # the interval goes on past the measured sizes
+                ax.plot([x], [level], marker=marker, color=color, ms=8, zorder=5)
 
 
 def _save_size_plot(fig: plt.Figure, ax: plt.Axes, path: Path, ylabel: str) -> None:
