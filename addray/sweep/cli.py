@@ -204,6 +204,10 @@ def grid_options(args: argparse.Namespace, presets: dict[str, Preset]) -> SweepO
         config_lrs = {k: v[:1] for k, v in config_lrs.items()}
     if args.grace_period is None:
         common["grace_period"] = preset.grace_period
+    if not args.prune and (args.screen or args.floor is not None):
+        flag = "--screen" if args.screen else f"--floor {args.floor:g}"
+        raise ConfigError(f"--no-prune with {flag}: the screen and the floor are pruning "
+                          f"rules, which --no-prune turns off; drop one of them")
     screen = preset.screen if args.screen is None else args.screen
     floor = preset.floor if args.floor is None else args.floor
     if args.smoke_test and args.floor is None:

@@ -30,8 +30,14 @@ def build_configs(opts: SweepOptions) -> list[tuple[ExperimentConfig, float, int
     config's trials together, its learning rates in order, each rate's seeds in order."""
     overrides = command_overrides(opts)
     out = []
+    named: dict[str, str] = {}
     for path in opts.configs:
         base = no_select(load_config(path, overrides), path)
+        if base.name in named:  # its rows, curves and fused group would mix with the other's
+            raise ConfigError(f"{path}: name = {base.name!r}: already the name of "
+                              f"{named[base.name]}; every config of a study needs its own "
+                              f"name")
+        named[base.name] = path
         files = data_files(base, path)
         for lr in grid_of(opts, path) or [base.training.learning_rate]:
             for i in range(opts.seeds):

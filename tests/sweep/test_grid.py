@@ -114,6 +114,17 @@ def test_trials_cover_configs_seeds_and_lrs(tmp_path):
     assert {cfg.training.seed for cfg, _, _ in combos} == {0, 1}
 
 
+def test_two_configs_of_one_name_are_refused(tmp_path):
+    twin = tmp_path / "twin.yaml"
+    twin.write_text("name: phase1_tiny\n" + "\n".join(  # another file, the same name
+        ln for ln in (CONFIGS / "phase1_tiny.yaml").read_text().splitlines()
+        if not ln.startswith("name:")))
+    opts = _small_opts(tmp_path, configs=[str(CONFIGS / "phase1_tiny.yaml"), str(twin)])
+    with pytest.raises(ConfigError, match=r"twin.yaml: name = 'phase1_tiny': already the "
+                                          r"name of .*phase1_tiny.yaml"):
+        build_configs(opts)
+
+
 def test_a_config_with_select_is_refused_by_a_sweep(tmp_path):
     opts = _small_opts(tmp_path, overrides={"training.early_stopping": None,
                                             "training.select": {"candidates": 2, "steps": 5}})

@@ -124,3 +124,12 @@ def test_the_laptop_set_screens_rates_per_size_with_a_floor(tmp_path):
     assert smoke.floor is None and all(len(v) == 1 for v in smoke.config_lrs.values())
     assert _laptop("--no-screen").screen is False
     validate(replace(opts, results=str(tmp_path)))  # the set passes its own checks
+
+
+@pytest.mark.parametrize("argv,flag", [(["--no-prune", "--screen"], "--screen"),
+                                       (["--no-prune", "--floor", "0.01"], "--floor 0.01")])
+def test_no_prune_with_a_pruning_rule_is_refused(argv, flag):
+    with pytest.raises(ConfigError, match=f"--no-prune with {flag}: the screen and the floor "
+                                          "are pruning rules"):
+        _laptop(*argv)
+    assert _laptop("--no-prune").prune is False  # the set's own screen: not an explicit one
