@@ -43,6 +43,15 @@ def main(argv: list[str]) -> int:
                          confirm_seeds=args.confirm_seeds, finish=args.finish,
                          **sweep_cli.common_options(args))
     cluster.prefer_loopback(opts.address)
+    if args.dry_run:
+        from addray.sweep.options import validate
+        from addray.sweep.search import search_space
+
+        study_dir = validate(opts)
+        space = search_space(opts)
+        print(f"addray: dry run: search '{opts.study}' ({study_dir}) over {space.source}, "
+              f"{len(space.dimensions)} searched settings; nothing started")
+        return 0
     from addray.sweep.search import run_search  # imports Ray
 
     return sweep_cli.study_exit_code(opts, run_search(opts))

@@ -89,6 +89,9 @@ def parser(study: str, description: str, presets: dict[str, Preset] | None = Non
     g.add_argument("--set", dest="overrides", type=cli.setting, action="append", default=[],
                    metavar="KEY=VALUE", help="override any config key, e.g. "
                    "training.batch_size=128 (repeatable)")
+    g.add_argument("--dry-run", action="store_true",
+                   help="check the options and every config, print the study's plan (trials, "
+                   "pruning) and exit, without starting Ray")
     g.add_argument("--smoke-test", action="store_true",
                    help="tiny budgets and data, one learning rate and one seed: the whole "
                    "path in about a minute on a CPU")
@@ -226,6 +229,15 @@ def main(study: str, presets: dict[str, Preset], description: str,
     args = parser(study, description, presets).parse_args(argv)
     opts = grid_options(args, presets)
     cluster.prefer_loopback(opts.address)
+    if args.dry_run:
+        from addray.sweep.grid import plan_grid
+        from addray.sweep.options import validate
+
+        study_dir = validate(opts)
+        plan = plan_grid(opts)
+        print(f"addray: dry run: study '{opts.study}' ({study_dir}), {plan.n_trials} trials; "
+              f"{plan.pruning}; nothing started")
+        return 0
     from addray.sweep.grid import run_grid  # imports Ray
 
     return study_exit_code(opts, run_grid(opts))
