@@ -18,6 +18,7 @@ Ray is imported inside the functions, so that ``prefer_loopback`` can run first.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import secrets
@@ -81,6 +82,10 @@ def connect(address: str | None, *, dashboard: bool, dashboard_host: str,
     submitted job, whose metadata the submitter gave (``ray job submit --metadata-json``)."""
     prefer_loopback(address)
     private_token(create=address is None)
+    # Ray warns at every start that it turned token authentication on; the driver says
+    # so in one line of its own (driver._announce)
+    logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(
+        logging.ERROR)
     import ray
 
     job = {}

@@ -230,8 +230,10 @@ def trial_dirname(trial: Any) -> str:
 
 def _announce(opts: SweepOptions, handle: cluster.RayHandle, study_dir: Path, plan: StudyPlan,
               gpt: float, cpt: float, max_concurrent: int | None) -> None:
-    where = ("local Ray started for this study (on loopback)" if handle.started_here
-             else handle.address)
+    token = os.environ.get("RAY_AUTH_MODE", "").lower() != "disabled"
+    where = (f"local Ray started for this study (on loopback"
+             f"{', token authentication on: README, Security' if token else ''})"
+             if handle.started_here else handle.address)
     count = f"{plan.n_trials} trials" if plan.n_trials else "trials until the time budget ends"
     print(f"addray: study '{opts.study}', {count} on {where}; {cpt:g} CPU"
           f"{f' + {gpt:g} GPU' if gpt else ''} per trial"
