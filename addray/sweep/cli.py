@@ -111,8 +111,9 @@ def parser(study: str, description: str, presets: dict[str, Preset] | None = Non
     r.add_argument("--dashboard-host", default="127.0.0.1", help="interface the dashboard "
                    "binds to; keep 127.0.0.1 and use an SSH tunnel (default: %(default)s)")
     r.add_argument("--mlflow", metavar="URI", help="log every trial as a run in this MLflow "
-                   "tracking store (a mlflow server's http://HOST:PORT, or file:./mlruns), in "
-                   "the experiment named after the study; fixed when the study starts")
+                   "tracking store (a mlflow server's http://HOST:PORT, or "
+                   "sqlite:///mlflow.db), in the experiment named after the study; fixed "
+                   "when the study starts")
     s = p.add_argument_group("pruning, failures, results")
     s.add_argument("--metric", choices=METRICS, default="exact_match", help="what pruning "
                    "compares: uniform held-out exact match, or the weakest stratum's "

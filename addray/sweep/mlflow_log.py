@@ -1,6 +1,6 @@
 """Every trial of a study as an MLflow run (``--mlflow URI``), for the tracking UI many
-researchers already run: a file store (``file:./mlruns``), a database, or a
-``mlflow server`` (``http://127.0.0.1:5000``).
+researchers already run: a database (``sqlite:///mlflow.db``) or a ``mlflow server``
+(``http://127.0.0.1:5000``); MLflow 3 refuses its old file store (``./mlruns``).
 
 The study is an MLflow experiment of the same name; each trial (each run of a fused
 trial) is a run named after it (``phase1_8k-s0-lr0.04``), holding:

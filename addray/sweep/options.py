@@ -204,6 +204,14 @@ def _check_mlflow(uri: str) -> None:
             _check(False, "--mlflow", uri, f"no tracking server answers there "
                    f"({getattr(exc, 'strerror', None) or exc}); start one with "
                    f"`mlflow server --host 127.0.0.1 --port 5000`")
+    try:  # the store itself: MLflow 3 refuses a file store (./mlruns), for one
+        from mlflow.tracking import MlflowClient
+
+        MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
+    except Exception as exc:  # MLflow raises many kinds for a store it cannot use
+        first = (str(exc).split(". ")[0].splitlines() or [type(exc).__name__])[0][:200]
+        _check(False, "--mlflow", uri, f"the tracking store refused: {first}; e.g. "
+               f"sqlite:///mlflow.db or http://127.0.0.1:5000")
 
 
 def _validate_search(opts: SearchOptions) -> None:

@@ -34,6 +34,7 @@ TINY = [str(CONFIGS / "phase1_tiny.yaml")]
     ({"mlflow": " "}, "--mlflow =  : must be a tracking URI"),
     ({"mlflow": "http://127.0.0.1:9"}, "--mlflow = http://127.0.0.1:9: no tracking server "
                                         "answers there"),
+    ({"mlflow": "file:./mlruns"}, "--mlflow = file:./mlruns: the tracking store refused"),
 ])
 def test_bad_grid_options(tmp_path, kw, message):
     opts = SweepOptions(**{"study": "s", "configs": TINY, "results": str(tmp_path), **kw})
