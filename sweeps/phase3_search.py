@@ -44,14 +44,13 @@ def main(argv: list[str]) -> int:
                          **sweep_cli.common_options(args))
     cluster.prefer_loopback(opts.address)
     if args.dry_run:
-        from addray.sweep.options import validate
         from addray.sweep.search import search_space
 
-        study_dir = validate(opts)
-        space = search_space(opts)
-        print(f"addray: dry run: search '{opts.study}' ({study_dir}) over {space.source}, "
-              f"{len(space.dimensions)} searched settings; nothing started")
-        return 0
+        def describe(o: SearchOptions) -> str:
+            space = search_space(o)
+            return f"a search over {space.source}, {len(space.dimensions)} searched settings"
+
+        return sweep_cli.dry_run(opts, describe)
     from addray.sweep.search import run_search  # imports Ray
 
     return sweep_cli.study_exit_code(opts, run_search(opts))

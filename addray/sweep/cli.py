@@ -232,16 +232,26 @@ def main(study: str, presets: dict[str, Preset], description: str,
     cluster.prefer_loopback(opts.address)
     if args.dry_run:
         from addray.sweep.grid import plan_grid
-        from addray.sweep.options import validate
 
-        study_dir = validate(opts)
-        plan = plan_grid(opts)
-        print(f"addray: dry run: study '{opts.study}' ({study_dir}), {plan.n_trials} trials; "
-              f"{plan.pruning}; nothing started")
-        return 0
+        def describe(o: SweepOptions) -> str:
+            plan = plan_grid(o)
+            return f"{plan.n_trials} trials; {plan.pruning}"
+
+        return dry_run(opts, describe)
     from addray.sweep.grid import run_grid  # imports Ray
 
     return study_exit_code(opts, run_grid(opts))
+
+
+def dry_run(opts: SweepOptions, describe: Any) -> int:
+    """--dry-run: every option and config checked, the plan printed (``describe(opts)``),
+    nothing started."""
+    from addray.sweep.options import validate
+
+    study_dir = validate(opts)
+    print(f"addray: dry run: study '{opts.study}' ({study_dir}), {describe(opts)}; "
+          f"nothing started")
+    return 0
 
 
 def run(study: str, presets: dict[str, Preset], description: str) -> None:
