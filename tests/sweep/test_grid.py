@@ -57,7 +57,9 @@ def test_smoke_study_end_to_end(smoke_results, script, n):
 
     assert len(ExperimentAnalysis(str(study / "tune")).trials) == n
     assert "trials recorded" in proc.stdout and "local Ray started for this study " \
-        "(on loopback)" in proc.stdout
+        "(on loopback, token authentication on: README, Security)" in proc.stdout
+    # Ray's own start-up warning about token authentication is replaced by that line
+    assert "Token authentication is enabled" not in proc.stdout + proc.stderr
 
 
 def test_second_run_does_not_mix_into_first(tmp_path):
