@@ -13,6 +13,7 @@ Then: ``tensorboard --logdir OUT``. No Ray, no torch here.
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -49,7 +50,8 @@ def export_tensorboard(results: str | Path, out: str | Path) -> list[Path]:
         first = curve.iloc[0]
         row = trials.get((study, trial_id), {})
         name = f"{first['config']}-s{int(first['seed'])}-lr{float(first['lr']):g}-{trial_id}"
-        run = out / study / name
+        # made from CSV cells: only a plain name, so no run folder lands outside OUT/STUDY
+        run = out / study / re.sub(r"[^A-Za-z0-9._-]", "_", name).lstrip(".")
         w = tb_events.writer(str(run))
         last: dict[str, Any] = {}
         for rec in curve.to_dict("records"):

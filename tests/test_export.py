@@ -6,6 +6,7 @@ import sys
 
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from addray import files
 from addray import study_files as sf
 from addray.export import export_tensorboard
 from tests.conftest import ROOT
@@ -42,3 +43,17 @@ def test_a_second_export_into_the_same_folder_is_one_line(tmp_path):
                           text=True, cwd=ROOT, timeout=120)
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
     assert "already holds an export of study phase2" in proc.stderr
+
+
+def test_run_folders_are_plain_names_whatever_the_csv_says(tmp_path):
+    study = tmp_path / "results" / "s"
+    study.mkdir(parents=True)
+    sf.write_study(study, {"study": "s", "state": "finished"})
+    row = {"trial_id": "t1", "config": "../../escaped", "seed": 0, "lr": 0.01, "step": 10,
+           "exact_match": 0.5}
+    files.write_csv(sf.trials_csv(study), sf.TRIAL_COLUMNS,
+                    [{**row, "params": 10, "status": "completed", "final_exact_match": 0.5}])
+    files.write_csv(sf.curves_csv(study), sf.CURVE_COLUMNS, [row])
+    runs = export_tensorboard(tmp_path / "results", tmp_path / "out")
+    assert len(runs) == 1 and runs[0].parent == tmp_path / "out" / "s"
+    assert not (tmp_path / "escaped").exists() and "/" not in runs[0].name
