@@ -35,12 +35,12 @@ from torch.func import functional_call, stack_module_state, vmap
 
 from addray.core import checkpoint as ckpt
 from addray.core import trainer
-from addray.core.config import ExperimentConfig
+from addray.core.config import ExperimentConfig, from_dict
 from addray.core.device import autocast, available_cpus, loss_precision, resolve_device
 from addray.core.evaluate import evaluate
 from addray.core.model import CausalSelfAttention, Transformer, count_parameters
 from addray.core.strata import learned
-from addray.errors import ConfigError
+from addray.errors import CheckpointError, ConfigError
 
 # called after each evaluation of member k with its metrics; True stops that member
 MemberReport = Callable[[int, dict[str, Any]], Any]
@@ -230,6 +230,7 @@ def train_fused(configs: Sequence[ExperimentConfig], *, report: MemberReport | N
                 rungs: tuple[str, Sequence[float]] = ("steps", ()),
                 prune: Callable[[dict[int, dict[str, Any]]], dict[int, str]] | None = None,
                 on_checkpoint: Callable[[int, dict[int, dict[str, Any]]], Any] | None = None,
+                on_restore: Callable[[dict[int, dict[str, Any]]], Any] | None = None,
                 compile_step: bool | None = None) -> list[dict[str, Any]]:
     """Train ``configs`` (``fusable``) as one group; one summary per member, as
     ``trainer.train`` returns. ``report(k, metrics)`` is called after each evaluation of
@@ -238,6 +239,9 @@ def train_fused(configs: Sequence[ExperimentConfig], *, report: MemberReport | N
     metrics, already reported), returns the members to stop there with why (status
     "pruned"). ``on_checkpoint(step, evaluated)`` is called once the group's checkpoint
     holds that step and those decisions, with the members' metrics as they ended there.
+    ``on_restore(last)``, after a resume, gets every member's last evaluation as the
+    checkpoint kept it (a member stopped before the checkpoint: its final metrics, status
+    and stop reason), so that a caller shows the whole group from its first report.
     ``rungs`` as ``trainer.train``'s. ``compile_step``: torch.compile the fused forward
     and loss (default: as training.compile of the first config). An exception raised by a
     callback stops training; the last checkpoint stays."""
@@ -261,6 +265,9 @@ def train_fused(configs: Sequence[ExperimentConfig], *, report: MemberReport | N
     active = list(range(k_all))
     if resume_from is not None:
         active, states = _restore(resume_from, configs, fused, opt, device)
+        if on_restore is not None:
+            on_restore({k: dict(s["history"][-1]) for k, s in enumerate(states)
+                        if s["history"]})
     params = count_parameters(fused.template)
     flops_per_example = 6 * params * (float(train_set.lengths.float().mean()) - 1)
     compiled = trainer.use_compile(t.compile, device) if compile_step is None else compile_step
@@ -398,15 +405,104 @@ def _save(path: Path, configs: Sequence[ExperimentConfig], fused: FusedModel,
         "optimizer": opt.state_dict(), "states": states, "rng": rng})
 
 
+STATUSES = ("running", "completed", "early_stopped", "pruned", "time_limit", "diverged",
+            "stopped")
+STATE_KEYS = {"step": int, "best_exact_match": float, "best_step": int, "es_best": float,
+              "bad_evals": int, "history": list, "train_seconds": float, "status": str,
+              "reason": str}
+
+
+def check_group(payload: Any, configs: Sequence[ExperimentConfig] | None,
+                name: str) -> None:
+    """Raise CheckpointError (one line naming ``name``, the file as the user knows it)
+    unless ``payload`` is a group checkpoint that ``train_fused`` can resume: of
+    ``configs`` (None: of the configs it names, which must load), its members, steps,
+    parameters and optimizer moments agreeing with each other and with the model."""
+    def bad(why: str) -> CheckpointError:
+        return CheckpointError(f"{name}: not a usable group checkpoint ({why}); a group "
+                               "resumes only from its own fused.pt as the trial saved it")
+
+    if not isinstance(payload, dict):
+        raise bad("not a dictionary of entries")
+    missing = [k for k in ("configs", "active", "params", "optimizer", "states", "rng")
+               if k not in payload]
+    if missing:
+        raise bad(f"no {', '.join(missing)}")
+    saved = payload["configs"]
+    if configs is None:
+        if not isinstance(saved, list) or not saved:
+            raise bad("its configs are not a list of members")
+        try:
+            configs = [from_dict(c, source=f"{name} (saved config)") for c in saved]
+        except (ConfigError, TypeError, ValueError, AttributeError) as exc:
+            raise bad(f"a saved config is unusable: {str(exc)[:160]}") from None
+    elif saved != [c.to_dict() for c in configs]:
+        raise ConfigError(f"{name}: saved for other members; resume with the same configs "
+                          "in the same order")
+    k_all, active, states = len(configs), payload["active"], payload["states"]
+    if (not isinstance(active, list) or not all(isinstance(k, int) for k in active)
+            or active != sorted(set(active)) or any(not 0 <= k < k_all for k in active)):
+        raise bad(f"its running members {str(active)[:80]} are not distinct members "
+                  f"0-{k_all - 1} in order")
+    if not isinstance(states, list) or len(states) != k_all:
+        raise bad(f"{len(states) if isinstance(states, list) else 'no'} member states for "
+                  f"{k_all} members")
+    for k, state in enumerate(states):
+        if not isinstance(state, dict) or not all(_typed(state.get(key), kind)
+                                                  for key, kind in STATE_KEYS.items()):
+            raise bad(f"member {k}'s state lacks a field or has one of the wrong type")
+        if state["status"] not in STATUSES:
+            raise bad(f"member {k}'s status {state['status']!r} is not one of "
+                      f"{', '.join(STATUSES)}")
+        if (state["status"] == "running") != (k in active):
+            raise bad(f"member {k} is {state['status']} but "
+                      f"{'' if k in active else 'not '}among the running members")
+        if not 0 <= state["step"] <= configs[k].training.max_steps:
+            raise bad(f"member {k}'s step {state['step']} is outside 0-"
+                      f"{configs[k].training.max_steps}")
+    if len({states[k]["step"] for k in active}) > 1:
+        raise bad("its running members are at different steps")
+    shapes = {n: (len(active), *p.shape) for n, p in Transformer(configs[0].model)
+              .named_parameters()}
+    _check_tensors(payload["params"], shapes, "parameters", bad)
+    opt = payload["optimizer"]
+    if not isinstance(opt, dict) or not isinstance(opt.get("steps"), int) or opt["steps"] < 0:
+        raise bad("its optimizer state has no step count")
+    for moment in ("exp_avg", "exp_avg_sq"):
+        _check_tensors(opt.get(moment), shapes, f"optimizer's {moment}", bad)
+    rng = payload["rng"]
+    if not isinstance(rng, dict) or not isinstance(rng.get("cpu"), torch.Tensor) \
+            or rng["cpu"].dtype != torch.uint8:
+        raise bad("its random state is not a byte tensor")
+
+
+def _typed(value: Any, kind: type) -> bool:
+    """Whether a saved state's field is of ``kind`` (an int counts as a float; a bool
+    is neither)."""
+    kinds = (int, float) if kind is float else (kind,)
+    return isinstance(value, kinds) and not isinstance(value, bool)
+
+
+def _check_tensors(tensors: Any, shapes: dict[str, tuple[int, ...]], what: str,
+                   bad: Callable[[str], CheckpointError]) -> None:
+    if not isinstance(tensors, dict) or set(tensors) != set(shapes):
+        raise bad(f"its {what} are not the model's tensors")
+    for n, shape in shapes.items():
+        t = tensors[n]
+        if not isinstance(t, torch.Tensor) or tuple(t.shape) != shape \
+                or not t.is_floating_point():
+            got = tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
+            raise bad(f"its {what} {n} is {got}, not {shape} (running members x the "
+                      f"model's shape)")
+
+
 def _restore(source: str | Path, configs: Sequence[ExperimentConfig], fused: FusedModel,
              opt: StackedAdamW, device: torch.device) -> tuple[list[int], list[dict]]:
     path = Path(source)
     if path.is_dir():
         path = path / FILENAME
     payload = ckpt.load_checkpoint(path, map_location=device)
-    if payload.get("configs") != [c.to_dict() for c in configs]:
-        raise ConfigError(f"{path}: saved for other members; resume with the same configs "
-                          "in the same order")
+    check_group(payload, configs, str(path))
     active = list(payload["active"])
     fused.params = {n: p.to(device).requires_grad_() for n, p in payload["params"].items()}
     opt.load_state_dict(payload["optimizer"])

@@ -20,6 +20,7 @@ from typing import Any
 
 from addray import files, stops
 from addray import study_files as sf
+from addray.errors import CheckpointError, StudyError
 from addray.sweep import cluster, resources, tune_state
 from addray.sweep.options import SweepOptions, check_state, command_overrides
 
@@ -42,6 +43,9 @@ class StudyPlan:
     # the Tuner's metric (higher is better): Tune's clients (``get_best_result()``,
     # ``ExperimentAnalysis``) compare trials on it without being told
     objective: str = "exact_match"
+    # trials.csv rows a finished study has: a row per run, so a fused trial has several
+    # (its pruned runs are on record before the trial ends); 0: one per trial
+    n_runs: int = 0
 
 
 def run_study(opts: SweepOptions, plan: StudyPlan, trainable: Any = None) -> list[dict[str, str]]:
@@ -69,6 +73,12 @@ def _run_locked(opts: SweepOptions, plan: StudyPlan, trainable: Any, study_dir: 
         if tune_dir.is_dir():
             for line in tune_state.check(tune_dir):  # before Tune reads it back
                 print(f"addray: {line}")
+            from addray.sweep import restore_check  # torch: only for a resume
+
+            try:  # before Ray starts: a damaged one is one line, never retried trials
+                restore_check.check(tune_dir)
+            except CheckpointError as exc:
+                raise StudyError(f"{exc}; {tune_state.RESTART}") from None
     handle = cluster.connect(opts.address, dashboard=opts.dashboard,
                              dashboard_host=opts.dashboard_host,
                              num_cpus=opts.num_cpus, num_gpus=opts.num_gpus,
@@ -161,8 +171,9 @@ def _fit(opts: SweepOptions, plan: StudyPlan, trainable: Any, study_dir: Path,
     ended = [r for r in rows if r["status"] in (*sf.FINAL_STATUSES, "errored")]
     errored = sum(r["status"] == "errored" for r in rows)
     budget = plan.time_budget_s is not None and time.time() - t_fit >= plan.time_budget_s
+    expected = plan.n_runs or plan.n_trials
     done = (grid.num_terminated + grid.num_errors == len(grid)
-            and ((plan.n_trials and len(ended) >= plan.n_trials) or budget))
+            and ((expected and len(ended) >= expected) or budget))
     sf.write_study(study_dir, {**info, "state": "finished" if done else "interrupted",
                                "errored": errored})
     if not done:

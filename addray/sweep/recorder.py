@@ -54,6 +54,10 @@ class StudyRecorder(tune.Callback):
                         "lr": member["config"]["training"]["learning_rate"],
                         "lr_now": m.get("lr"), "strata": sf.json_cell(m.get("strata")),
                         "node": result.get("node", ""), "pid": result.get("pid", "")})
+                    if m.get("status") in sf.FINAL_STATUSES:
+                        # a run that stopped here is on record now, not when its group
+                        # ends: an interrupted study keeps what it decided
+                        self._upsert(self._member_row(trial, k, m["status"], last=result))
             return
         # Ray's result also has a "config" (the whole param space): ours must win
         row = {**result, "study": self.study, "trial_id": trial.trial_id,
@@ -82,22 +86,27 @@ class StudyRecorder(tune.Callback):
         spec = trial.config["trial"]
         if "members" not in spec:
             return [self._row(trial, status, error, retries_delta)]
-        last = trial.last_result or {}
+        return [self._member_row(trial, k, status, error, retries_delta)
+                for k in range(len(spec["members"]))]
+
+    def _member_row(self, trial: Any, k: int, status: str, error: str = "",
+                    retries_delta: int = 0, last: dict[str, Any] | None = None
+                    ) -> dict[str, Any]:
+        """Run k of a fused trial: its own end, or the trial's ``status`` while it runs.
+        ``last``: the trial's result to read (its last one by default)."""
+        last = (trial.last_result or {}) if last is None else last
         results = last.get("members") or []
-        rows = []
-        for k, member in enumerate(spec["members"]):
-            mine = results[k] if k < len(results) and results[k] else {}
-            own = mine.get("status", "running")
-            run_status = own if own != "running" else status
-            if run_status == "pruned" and own == "running":
-                mine = {**mine, "stop_reason": "stopped with its fused trial at step "
-                                               f"{mine.get('step', 0)}"}
-            row = self._row(trial, run_status, error if own == "running" else "",
-                            retries_delta, spec=member, last={**last, **mine},
-                            row_id=member_id(trial.trial_id, k))
-            rows.append({**row, "trial_id": member_id(trial.trial_id, k),
-                         "group": trial.trial_id})
-        return rows
+        mine = results[k] if k < len(results) and results[k] else {}
+        own = mine.get("status", "running")
+        run_status = own if own != "running" else status
+        if run_status == "pruned" and own == "running":
+            mine = {**mine, "stop_reason": "stopped with its fused trial at step "
+                                           f"{mine.get('step', 0)}"}
+        row_id = member_id(trial.trial_id, k)
+        row = self._row(trial, run_status, error if own == "running" else "", retries_delta,
+                        spec=trial.config["trial"]["members"][k], last={**last, **mine},
+                        row_id=row_id)
+        return {**row, "trial_id": row_id, "group": trial.trial_id}
 
     def _row(self, trial: Any, status: str, error: str = "", retries_delta: int = 0,
              spec: dict[str, Any] | None = None, last: dict[str, Any] | None = None,

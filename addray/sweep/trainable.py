@@ -26,6 +26,7 @@ from addray.core.checkpoint import FILENAME
 from addray.core.config import from_dict
 from addray.core.device import machine
 from addray.core.trainer import train
+from addray.errors import UserError
 from addray.sweep import live
 from addray.sweep.objective import pruning_score, search_score
 
@@ -150,9 +151,19 @@ def run_fused_trial(spec: dict[str, Any]) -> None:
     labels = {"node": socket.gethostname(), "machine": machine(),
               "gpu_ids": ",".join(str(g) for g in ray.get_gpu_ids()), "pid": os.getpid()}
     latest: dict[int, dict[str, Any]] = {}
+    reported: list[int] = []
     prune = spec["prune"]
 
+    def restored_members(last: dict[int, dict[str, Any]]) -> None:
+        # a resumed group: every run as the checkpoint kept it (those stopped before it
+        # keep their status, step and metrics; "fresh" is their own last step, so no
+        # curve row is written for them again)
+        for k, metrics in last.items():
+            latest[k] = {**metrics, "label": spec["members"][k]["label"],
+                         "fresh": metrics["step"]}
+
     def report(step: int, evaluated: dict[int, dict[str, Any]]) -> None:
+        reported.append(step)
         for k, metrics in evaluated.items():
             latest[k] = {**metrics, "label": spec["members"][k]["label"], "fresh": step}
             live.export(metrics, live.tags_of(spec["members"][k], spec.get("study", "")))
@@ -162,18 +173,23 @@ def run_fused_trial(spec: dict[str, Any]) -> None:
         top = {"step": step, "examples": step * configs[0].training.batch_size,
                "exact_match": best, "members": members, "members_running": len(running),
                "status": "running" if running else "completed", **labels}
-        checkpoint = tune.Checkpoint.from_directory(str(work / "ckpt"))
+        saved = (work / "ckpt" / FUSED).exists()  # none yet: a finished group restored
+        checkpoint = tune.Checkpoint.from_directory(str(work / "ckpt")) if saved else None
         tune.report(top, checkpoint=checkpoint)
 
     try:
-        results = train_fused(configs, prune=member_pruner(spec), on_checkpoint=report,
-                              checkpoint_dir=work / "ckpt", resume_from=resume,
-                              num_threads=trial_cpus(),
-                              rungs=(prune["clock"], prune["rungs"]))
-        if not latest:  # restored from a group that had already finished
-            report(max(r["steps"] for r in results),
-                   {k: {**r["history"][-1], "status": r["status"]}
-                    for k, r in enumerate(results) if r["history"]})
+        try:
+            results = train_fused(configs, prune=member_pruner(spec), on_checkpoint=report,
+                                  on_restore=restored_members, checkpoint_dir=work / "ckpt",
+                                  resume_from=resume, num_threads=trial_cpus(),
+                                  rungs=(prune["clock"], prune["rungs"]))
+        except UserError as exc:  # name the study's checkpoint, not this worker's copy
+            if resume is None or str(resume) not in str(exc):
+                raise
+            raise type(exc)(str(exc).replace(str(resume),
+                                             f"{restored.path}/{FUSED}")) from None
+        if not reported:  # restored from a group that had already finished
+            report(max(r["steps"] for r in results), {})
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

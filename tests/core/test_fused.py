@@ -4,9 +4,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from addray.core.fused import FILENAME, fusable, math_attention, train_fused
+from addray.core import checkpoint as ckpt
+from addray.core.fused import FILENAME, check_group, fusable, math_attention, train_fused
 from addray.core.trainer import train
-from addray.errors import ConfigError
+from addray.errors import CheckpointError, ConfigError
 from tests.conftest import small_config
 
 STEPS = {"max_steps": 300, "check_every": 100, "warmup_steps": 30}
@@ -177,3 +178,81 @@ def test_math_attention_is_the_fused_kernel_s_function():
     expected = F.scaled_dot_product_attention(q, k, v, is_causal=True)
     got = math_attention(q, k, v, is_causal=True)
     assert torch.linalg.norm(got - expected) / torch.linalg.norm(expected) < 1e-6
+
+
+@pytest.fixture(scope="module")
+def group_checkpoint(tmp_path_factory):
+    """A group checkpoint of three members after 100 steps, one of them stopped."""
+    folder = tmp_path_factory.mktemp("group")
+    configs = member_configs(max_steps=200)
+
+    def stop_second(k, metrics):
+        return k == 1
+
+    def interrupt(step, evaluated):  # once the checkpoint holds step 100
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_fused(configs, report=stop_second, on_checkpoint=interrupt,
+                    checkpoint_dir=folder, num_threads=2, compile_step=False)
+    return configs, ckpt.load_checkpoint(folder / FILENAME), folder
+
+
+def _edited(payload, edit):
+    copy = {**payload, "optimizer": dict(payload["optimizer"]),
+            "states": [dict(s) for s in payload["states"]]}
+    edit(copy)
+    return copy
+
+
+@pytest.mark.parametrize("edit,message", [
+    (lambda p: p.pop("states"), "no states"),
+    (lambda p: p.update(active=[0, 5]), "are not distinct members 0-2"),
+    (lambda p: p.update(active=[2, 0]), "are not distinct members 0-2"),
+    (lambda p: p["states"].pop(), "2 member states for 3 members"),
+    (lambda p: p["states"][1].update(status="running"), "member 1 is running but not among"),
+    (lambda p: p["states"][0].update(status="paused"), "member 0's status 'paused'"),
+    (lambda p: p["states"][0].update(step="100"), "member 0's state lacks a field"),
+    (lambda p: p["states"][2].update(step=150), "at different steps"),
+    (lambda p: p["states"][0].update(step=10**6), "outside 0-200"),
+    (lambda p: p.update(params={n: t[:1] for n, t in p["params"].items()}),
+     "running members x the model's shape"),
+    (lambda p: p["optimizer"].update(exp_avg={**p["optimizer"]["exp_avg"],
+                                             "embed.weight": torch.zeros(3)}),
+     "optimizer's exp_avg embed.weight"),
+    (lambda p: p["optimizer"].update(steps=None), "no step count"),
+    (lambda p: p.update(rng={"cpu": torch.zeros(3)}), "random state"),
+])
+def test_a_damaged_group_checkpoint_is_one_line_naming_it(group_checkpoint, edit, message):
+    configs, payload, _ = group_checkpoint
+    assert payload["active"] == [0, 2]  # the fixture is what the edits assume
+    check_group(payload, configs, "study/fused.pt")  # the saved one is fine
+    with pytest.raises(CheckpointError) as err:
+        check_group(_edited(payload, edit), configs, "study/fused.pt")
+    text = str(err.value)
+    assert text.startswith("study/fused.pt: not a usable group checkpoint")
+    assert message in text and "\n" not in text
+
+
+def test_a_group_checkpoint_of_other_members_is_refused(group_checkpoint):
+    configs, payload, _ = group_checkpoint
+    with pytest.raises(ConfigError, match="study/fused.pt: saved for other members"):
+        check_group(payload, configs[::-1], "study/fused.pt")
+    # with no configs to compare, its own must load
+    check_group(payload, None, "study/fused.pt")
+    broken = _edited(payload, lambda p: p.update(configs=[{"model": {"d_model": -1}}]))
+    with pytest.raises(CheckpointError, match="a saved config is unusable"):
+        check_group(broken, None, "study/fused.pt")
+
+
+def test_a_resumed_group_shows_the_members_it_had_stopped(group_checkpoint, tmp_path):
+    configs, _, folder = group_checkpoint
+    restored = {}
+    results = train_fused(configs, resume_from=folder, on_restore=restored.update,
+                          num_threads=2, compile_step=False)
+    assert sorted(restored) == [0, 1, 2]
+    assert restored[1]["status"] == "stopped" and restored[1]["step"] == 100
+    assert restored[1]["stop_reason"] == "stopped by the caller"
+    assert restored[0]["status"] == restored[2]["status"] == "running"
+    assert [r["status"] for r in results] == ["completed", "stopped", "completed"]
+    assert results[1]["steps"] == 100 and results[0]["steps"] == 200
