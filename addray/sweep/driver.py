@@ -46,6 +46,7 @@ class StudyPlan:
     # trials.csv rows a finished study has: a row per run, so a fused trial has several
     # (its pruned runs are on record before the trial ends); 0: one per trial
     n_runs: int = 0
+    runs_per_trial: list[int] = field(default_factory=list)  # a grid's, when some are fused
 
 
 def run_study(opts: SweepOptions, plan: StudyPlan, trainable: Any = None) -> list[dict[str, str]]:
@@ -91,10 +92,14 @@ def _run_locked(opts: SweepOptions, plan: StudyPlan, trainable: Any, study_dir: 
         gpus, gpt, max_concurrent = cluster.plan_resources(opts.gpus, gpus_per_trial,
                                                            opts.gpus_per_trial is not None)
         cpt = opts.cpus_per_trial
+        by_runs: dict[int, float] = {}  # CPUs of a trial by its runs (fused trials differ)
         if cpt is None:
             cpt = resources.default_cpus_per_trial(cluster.alive_nodes(), plan.n_trials, gpt,
                                                    max_concurrent)
-        cluster.check_cpus(cpt)
+            if not gpt and any(k > 1 for k in plan.runs_per_trial):
+                by_runs = resources.cpus_by_runs(cluster.alive_nodes(), plan.runs_per_trial)
+                cpt = min(by_runs.values())
+        cluster.check_cpus(max([cpt, *by_runs.values()]))
         study_dir.mkdir(parents=True, exist_ok=True)
         info = {"study": opts.study, "command": opts.command, "state": "running",
                 "folder": str(study_dir), "trials": plan.n_trials, "options": asdict(opts),
@@ -103,6 +108,7 @@ def _run_locked(opts: SweepOptions, plan: StudyPlan, trainable: Any, study_dir: 
                 "overrides_applied": command_overrides(opts),
                 **plan.info,
                 "resources": {"gpus": gpus, "gpus_per_trial": gpt, "cpus_per_trial": cpt,
+                              "cpus_by_runs": {str(k): v for k, v in by_runs.items()},
                               "max_concurrent": max_concurrent},
                 "started_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
         if opts.resume:
@@ -110,7 +116,7 @@ def _run_locked(opts: SweepOptions, plan: StudyPlan, trainable: Any, study_dir: 
         sf.write_study(study_dir, info)
         try:
             rows = _fit(opts, plan, trainable, study_dir, info, handle, gpt, cpt,
-                        max_concurrent)
+                        max_concurrent, by_runs)
         except BaseException:
             # whatever ended the driver (Ctrl-C, a signal, a full disk), the study is not
             # left marked running: --resume continues it
@@ -125,7 +131,7 @@ def _run_locked(opts: SweepOptions, plan: StudyPlan, trainable: Any, study_dir: 
 
 def _fit(opts: SweepOptions, plan: StudyPlan, trainable: Any, study_dir: Path,
          info: dict[str, Any], handle: cluster.RayHandle, gpt: float, cpt: float,
-         max_concurrent: int | None) -> list[dict[str, str]]:
+         max_concurrent: int | None, by_runs: dict[int, float]) -> list[dict[str, str]]:
     """Build the Tuner (or restore it), run it, and write the study's state at its end."""
     from ray import tune
 
@@ -135,9 +141,14 @@ def _fit(opts: SweepOptions, plan: StudyPlan, trainable: Any, study_dir: Path,
     from addray.sweep.trainable import NamedTrial
 
     tune_dir = study_dir / "tune"
-    _announce(opts, handle, study_dir, plan, gpt, cpt, max_concurrent)
+    _announce(opts, handle, study_dir, plan, gpt, cpt, max_concurrent, by_runs)
 
-    fn = tune.with_resources(trainable or NamedTrial, {"cpu": cpt, "gpu": gpt})
+    def by_members(config: dict[str, Any]) -> Any:  # a trial's CPUs by the runs it holds
+        runs = len(config["trial"].get("members") or [None])
+        return tune.PlacementGroupFactory([{"CPU": by_runs.get(runs, cpt)}])
+
+    fn = tune.with_resources(trainable or NamedTrial,
+                             by_members if by_runs else {"cpu": cpt, "gpu": gpt})
     if trainable is None:  # the dashboard's Class column: not "with_resources.<locals>..."
         fn.__name__ = fn.__qualname__ = "AddrayTrial"
     if opts.resume and tune.Tuner.can_restore(str(tune_dir)):
@@ -240,14 +251,19 @@ def trial_dirname(trial: Any) -> str:
 
 
 def _announce(opts: SweepOptions, handle: cluster.RayHandle, study_dir: Path, plan: StudyPlan,
-              gpt: float, cpt: float, max_concurrent: int | None) -> None:
+              gpt: float, cpt: float, max_concurrent: int | None,
+              by_runs: dict[int, float]) -> None:
     token = os.environ.get("RAY_AUTH_MODE", "").lower() != "disabled"
     where = (f"local Ray started for this study (on loopback"
              f"{', token authentication on: README, Security' if token else ''})"
              if handle.started_here else handle.address)
     count = f"{plan.n_trials} trials" if plan.n_trials else "trials until the time budget ends"
-    print(f"addray: study '{opts.study}', {count} on {where}; {cpt:g} CPU"
-          f"{f' + {gpt:g} GPU' if gpt else ''} per trial"
+    cpus = f"{cpt:g} CPU{f' + {gpt:g} GPU' if gpt else ''} per trial (its torch threads)"
+    if by_runs:
+        cpus = "CPUs per trial (its torch threads) by its runs: " + ", ".join(
+            f"{c:g} for {k} run{'s' if k > 1 else ''}"
+            for k, c in sorted(by_runs.items(), reverse=True))
+    print(f"addray: study '{opts.study}', {count} on {where}; {cpus}"
           f"{f', at most {max_concurrent} at once' if max_concurrent else ''}")
     print(f"addray: results in {study_dir}/ (trials.csv, curves.csv, tune/); TensorBoard: "
           f"tensorboard --logdir {study_dir / 'tune'}")

@@ -173,6 +173,7 @@ def plan_grid(opts: SweepOptions) -> StudyPlan:
         text += (f"; {n_runs} runs in {len(trials)} trials, {fused} of them fused (each "
                  "config's learning rates and seeds as one stacked model)")
     return StudyPlan(n_trials=len(trials), n_runs=n_runs, scheduler=scheduler, pruning=text,
+                     runs_per_trial=[len(t.get("members") or [t]) for t in trials],
                      param_space=grid_space(trials), objective=opts.metric,
                      info={"kind": "grid", "budget": clock, "budget_unit": UNITS[clock],
                            "metric": opts.metric, "compare": opts.compare},

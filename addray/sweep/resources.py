@@ -36,3 +36,16 @@ def default_cpus_per_trial(nodes: list[dict[str, float]], n_trials: int,
     cpus = sum(r.get("CPU", 0.0) for r in nodes)
     largest = max((r.get("CPU", 0.0) for r in nodes), default=1.0)
     return float(max(1, min(largest, math.floor(cpus / n))))
+
+
+def cpus_by_runs(nodes: list[dict[str, float]], runs: list[int]) -> dict[int, float]:
+    """CPUs of a CPU trial by the runs it holds (a fused trial trains several), when
+    --cpus-per-trial is not given: the cluster's CPUs shared among the runs, so that a
+    trial of k runs out of R gets k/R of them (at least 1, at most one node's). A
+    fused study has fewer trials than runs: shared by trials, a lone fused trial of 3
+    runs and a plain trial would each take half the CPUs."""
+    cpus = sum(r.get("CPU", 0.0) for r in nodes)
+    largest = max((r.get("CPU", 0.0) for r in nodes), default=1.0)
+    total = sum(runs) or 1
+    return {k: float(max(1, min(largest, math.floor(cpus * k / total + 1e-9))))
+            for k in sorted(set(runs))}

@@ -51,11 +51,14 @@ def test_a_fused_study_writes_a_row_and_a_curve_per_run(tmp_path):
 
 def test_runs_of_a_fused_trial_are_pruned_by_the_study_s_rule(tmp_path):
     # a floor no smoke model reaches: every setting stops at the first rung, with why
-    proc = run_script("phase1.py", *BASE, "--compare", "config", "--floor", "0.9",
+    # without --cpus-per-trial: a trial's CPUs (its threads) by the runs it holds
+    args = [a for a in BASE if a not in ("--cpus-per-trial", "1")]
+    proc = run_script("phase1.py", *args, "--compare", "config", "--floor", "0.9",
                       "--grace-period", "1", "--results", str(tmp_path))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "CPUs per trial (its torch threads) by its runs: 1 for 4 runs" in proc.stdout
     trials = rows(tmp_path / "phase1" / "trials.csv")
-    assert len(trials) == 8
+    assert len(trials) == 8 and {r["cpus"] for r in trials} == {"1.0"}
     for r in trials:
         assert r["status"] == "pruned", r
         assert "below the floor 0.9" in r["stop_reason"], r["stop_reason"]

@@ -2,7 +2,11 @@
 
 import pytest
 
-from addray.sweep.resources import default_cpus_per_trial, default_gpus_per_trial
+from addray.sweep.resources import (
+    cpus_by_runs,
+    default_cpus_per_trial,
+    default_gpus_per_trial,
+)
 
 ONE_H100 = [{"CPU": 16.0, "GPU": 1.0}]
 GPU_CLUSTER = [{"CPU": 4.0}, {"CPU": 64.0, "GPU": 8.0}, {"CPU": 32.0, "GPU": 8.0}]
@@ -27,3 +31,14 @@ def test_default_cpus_per_trial(nodes, n, gpt, cap, cpus):
 def test_packing_rule(params):
     # the one measured setting (four per H100) for every size until 8 and 16 are measured
     assert default_gpus_per_trial(params) == 0.25
+
+
+@pytest.mark.parametrize("nodes,runs,shares", [
+    ([{"CPU": 2}], [3], {3: 2.0}),  # a lone fused trial: every CPU
+    ([{"CPU": 8}], [3, 1, 1, 1, 1, 1], {3: 3.0, 1: 1.0}),  # by runs, not 8 / 6 trials
+    ([{"CPU": 2}], [4, 4], {4: 1.0}),
+    ([{"CPU": 2}], [3, 1, 1, 1], {3: 1.0, 1: 1.0}),  # at least one each
+    ([{"CPU": 4}, {"CPU": 4}], [6, 2], {6: 4.0, 2: 2.0}),  # at most one node's
+])
+def test_a_fused_trial_s_cpus_follow_its_runs(nodes, runs, shares):
+    assert cpus_by_runs(nodes, runs) == shares
