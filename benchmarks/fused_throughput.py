@@ -30,6 +30,8 @@ from addray.core.trainer import train
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = {"smallest": "configs/smallest.yaml", "phase1_2k": "configs/sizes/phase1_2k.yaml",
+           "phase1_3k": "configs/sizes/phase1_3k.yaml",
+           "phase1_5k": "configs/sizes/phase1_5k.yaml",
            "phase1_8k": "configs/sizes/phase1_8k.yaml",
            "phase1_67k": "configs/sizes/phase1_67k.yaml",
            "phase1_tiny": "configs/phase1_tiny.yaml", "phase1_lower": "configs/phase1_lower.yaml",

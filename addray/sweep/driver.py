@@ -20,7 +20,7 @@ from typing import Any
 
 from addray import files, stops
 from addray import study_files as sf
-from addray.errors import CheckpointError, StudyError
+from addray.errors import CheckpointError, ClusterError, StudyError
 from addray.sweep import cluster, resources, tune_state
 from addray.sweep.options import SweepOptions, check_state, command_overrides
 
@@ -47,6 +47,7 @@ class StudyPlan:
     # (its pruned runs are on record before the trial ends); 0: one per trial
     n_runs: int = 0
     runs_per_trial: list[int] = field(default_factory=list)  # a grid's, when some are fused
+    cuda_only: list[str] = field(default_factory=list)  # configs with training.device cuda
 
 
 def run_study(opts: SweepOptions, plan: StudyPlan, trainable: Any = None) -> list[dict[str, str]]:
@@ -91,6 +92,11 @@ def _run_locked(opts: SweepOptions, plan: StudyPlan, trainable: Any, study_dir: 
             gpus_per_trial = resources.default_gpus_per_trial(plan.largest_model)
         gpus, gpt, max_concurrent = cluster.plan_resources(opts.gpus, gpus_per_trial,
                                                            opts.gpus_per_trial is not None)
+        if not gpt and plan.cuda_only:
+            raise ClusterError(
+                f"config {plan.cuda_only[0]}: training.device = cuda, but the study's "
+                f"trials get no GPU (--gpus 0, or the Ray cluster has none); leave "
+                f"training.device at auto (CUDA where a trial has a GPU) or ask for GPUs")
         cpt = opts.cpus_per_trial
         by_runs: dict[int, float] = {}  # CPUs of a trial by its runs (fused trials differ)
         if cpt is None:
@@ -286,12 +292,19 @@ def print_summary(rows: list[dict[str, str]], study_dir: Path) -> None:
     def pct(v: str) -> str:
         return f"{float(v):.2%}" if v not in ("", None) else "-"
 
+    def unrun(r: dict[str, str]) -> bool:  # a screen's seed at another rate: never started
+        return r["status"] == "pruned" and r.get("stop_reason", "").startswith("not run:")
+
     for r in sorted(rows, key=lambda r: (r["config"], r["seed"], float(r["lr"]))):
+        status = "screened out" if unrun(r) else r["status"]
         print(f"{r['config']:<22} {r['seed']:>4} {float(r['lr']):>8.1e} {r['params']:>9} "
-              f"{r['status']:<14} {r['steps']:>6} {pct(r['final_exact_match']):>7} "
+              f"{status:<14} {r['steps']:>6} {pct(r['final_exact_match']):>7} "
               f"{pct(r.get('worst_stratum', '')):>7} {pct(r.get('edge_cases', '')):>7}")
     errored = sum(r["status"] == "errored" for r in rows)
+    screened = sum(unrun(r) for r in rows)
     print(f"addray: {len(rows)} trials recorded in {study_dir / 'trials.csv'}"
+          + (f"; {screened} screened out, never started (their config's first seed ended "
+             f"best at another rate)" if screened else "")
           + (f"; {errored} errored (see their error column)" if errored else ""))
     cut = [r for r in rows if r["status"] == "time_limit"]
     if cut:

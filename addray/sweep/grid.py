@@ -174,6 +174,8 @@ def plan_grid(opts: SweepOptions) -> StudyPlan:
                  "config's learning rates and seeds as one stacked model)")
     return StudyPlan(n_trials=len(trials), n_runs=n_runs, scheduler=scheduler, pruning=text,
                      runs_per_trial=[len(t.get("members") or [t]) for t in trials],
+                     cuda_only=sorted({c.name for c, _, _ in combos
+                                       if c.training.device == "cuda"}),
                      param_space=grid_space(trials), objective=opts.metric,
                      info={"kind": "grid", "budget": clock, "budget_unit": UNITS[clock],
                            "metric": opts.metric, "compare": opts.compare},

@@ -1,4 +1,5 @@
-"""The driver's summary: a trial cut by its time budget is named loudly."""
+"""The driver's summary: a trial cut by its time budget is named loudly, one a screen never
+started is said to be screened out."""
 
 from addray.sweep.driver import print_summary
 from tests.conftest import trial_row
@@ -18,3 +19,19 @@ def test_no_warning_when_every_trial_ran_its_steps(tmp_path, capsys):
     rows = [{k: str(v) for k, v in trial_row(0).items()}]
     print_summary(rows, tmp_path)
     assert "WARNING" not in capsys.readouterr().out
+
+
+def test_trials_a_screen_never_started_are_said_to_be_screened_out(tmp_path, capsys):
+    never = {"status": "pruned", "steps": 0, "seed": 1, "lr": 0.02, "final_exact_match": "",
+             "stop_reason": "not run: the first seed of this config ended best at lr 0.01"}
+    pruned = {"status": "pruned", "steps": 1000, "seed": 0, "lr": 0.04,
+              "stop_reason": "stopped at 1,000 steps: below the floor 0.002"}
+    rows = [{k: str(v) for k, v in trial_row(i, **kw).items()}
+            | {"worst_stratum": "", "edge_cases": ""}
+            for i, kw in enumerate([{}, never, pruned])]
+    print_summary(rows, tmp_path)
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert sum("screened out" in ln and ln.startswith("phase1_lower") for ln in lines) == 1
+    assert sum(" pruned " in ln for ln in lines) == 1  # the run pruned at a rung stays so
+    assert "3 trials recorded" in out and "; 1 screened out, never started" in out

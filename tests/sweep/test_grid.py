@@ -100,6 +100,9 @@ def test_logical_gpus_pack_two_trials_per_gpu(tmp_path):
     ({"gpus_per_trial": 8}, "--gpus-per-trial = 8: exceeds --gpus = 4"),
     ({"gpus": 0, "gpus_per_trial": 0.5}, "the study may use no GPU"),
     ({"cpus_per_trial": 64}, "no node of the cluster has that many CPUs"),
+    # a trial would fail on its device: refused before any starts
+    ({"gpus": 0, "overrides": {"training.early_stopping": None, "training.device": "cuda"}},
+     "config phase1_tiny: training.device = cuda, but the study's trials get no GPU"),
 ])
 def test_impossible_requests_fail_fast(tmp_path, kw, message):
     # fails at once instead of leaving trials PENDING forever

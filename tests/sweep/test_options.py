@@ -117,9 +117,9 @@ def _laptop(*argv):
 def test_the_laptop_set_screens_rates_per_size_with_a_floor(tmp_path):
     opts = _laptop()
     assert opts.screen and opts.floor == 0.002 and opts.seeds == 3 and opts.grace_period == 1
-    # every config has its own grid of three rates, and --lr replaces them all
+    # every config has its own grid of two rates, and --lr replaces them all
     names = {p.rsplit("/", 1)[-1].removesuffix(".yaml") for p in opts.configs}
-    assert set(opts.config_lrs) == names and all(len(v) == 3 for v in opts.config_lrs.values())
+    assert set(opts.config_lrs) == names and all(len(v) == 2 for v in opts.config_lrs.values())
     assert _laptop("--lr", "1e-2").config_lrs == {}
     smoke = _laptop("--smoke-test")
     assert smoke.floor is None and all(len(v) == 1 for v in smoke.config_lrs.values())
