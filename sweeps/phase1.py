@@ -2,7 +2,7 @@
 
     python sweeps/phase1.py --help
     python sweeps/phase1.py --gpus 1                  # the scaling study on one GPU
-    python sweeps/phase1.py --configs laptop          # its CPU version, 6-14 min on 2 cores
+    python sweeps/phase1.py --configs laptop          # its CPU version, ~8 min on 2 AVX-512 cores
     python sweeps/phase1.py --configs laptop-long     # a longer CPU study, 20-60 min
     python sweeps/phase1.py --configs reference       # the reference's four, as published
 """
