@@ -143,3 +143,32 @@ def test_an_unwritable_file_is_one_line_not_a_traceback(tmp_path):
                          text=True, timeout=30)
     assert out.returncode == 1 and "Traceback" not in out.stderr
     assert out.stderr.strip().startswith("error: /no-such-folder/x.csv:"), out.stderr
+
+
+def _probe():
+    """benchmarks/probe_escapes.py, whose wrapper makes writes under a folder fail."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("probe_escapes",
+                                                  ROOT / "benchmarks" / "probe_escapes.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("err,text", [("EROFS", "Read-only file system"),
+                                      ("EACCES", "Permission denied"),
+                                      ("ENOSPC", "No space left on device")])
+def test_a_disk_that_refuses_writes_is_one_line_naming_the_path(tmp_path, err, text):
+    # EROFS, EACCES, ENOSPC raised for every write under out/ (no real disk is touched)
+    probe = _probe()
+    (tmp_path / "c.yaml").write_text(probe.SMALL)
+    (tmp_path / "out").mkdir()
+    cmd = [sys.executable, "-c", probe.FAULTY, str(tmp_path / "out"), err, "addray.train",
+           "c.yaml", "--out", str(tmp_path / "out" / "run")]
+    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert proc.stderr.strip() == f"error: {tmp_path / 'out' / 'run'}: {text}"
+    assert not any((tmp_path / "out").iterdir())  # nothing half-written
