@@ -81,7 +81,9 @@ class Case:
     untouched: list[str] = field(default_factory=list)  # files that must keep their bytes
     absent: list[str] = field(default_factory=list)  # paths that must not exist afterwards
     ray: bool = False  # the command starts Ray (slower; no memory cap: Ray maps more)
-    signal_after: float | None = None  # SIGTERM this long after its run folder appears
+    signal_after: float | None = None  # ``sig`` this long after its run folder appears
+    sig: int = signal.SIGTERM
+    ready: str = "out"  # the path whose appearance says the command is at work
 
 
 def py(*args: str) -> list[str]:
@@ -199,12 +201,30 @@ def _faulty(err: str) -> Callable[[Path], list[str]]:
     return setup
 
 
+def _faulty_data(d: Path) -> list[str]:
+    (d / "out").mkdir()
+    return py("-c", FAULTY, str(d / "out"), "EROFS", "addray.data", "--out",
+              str(d / "out" / "data"), "--train", "10", "--test", "10")
+
+
+def _faulty_report(d: Path) -> list[str]:
+    _study_json(d, {})
+    return py("-c", FAULTY, str(d / "r"), "EACCES", "addray.report", "r")
+
+
 def _faulty_study(d: Path) -> list[str]:
     (d / "r").mkdir()
     return py("-c", FAULTY, str(d / "r"), "EROFS", str(ROOT / "sweeps" / "phase1.py"),
               "--smoke-test", "--results", str(d / "r"), "--configs",
               str(ROOT / "configs" / "sizes" / "phase1_2k.yaml"), "--seeds", "1", "--lr",
               "1e-2")
+
+
+def _study_sigterm(d: Path) -> list[str]:
+    return py(str(ROOT / "sweeps" / "phase1.py"), "--smoke-test", "--results", "r",
+              "--configs", str(ROOT / "configs" / "sizes" / "phase1_2k.yaml"), "--seeds", "1",
+              "--lr", "1e-2", "--max-steps", "100000", "--check-every", "10", "--no-prune",
+              "--set", "training.early_stopping=null")
 
 
 def _sigterm(d: Path) -> list[str]:
@@ -246,14 +266,22 @@ def cases() -> list[Case]:
         Case("trials.csv negative count", "results", lambda d: _study_json(
             d, {}, "t0,a,completed,-5,0,0.01,10,0.5,0.5\n"), says="params"),
         # 4. signals and disks
+        Case("SIGTERM to a study's driver", "signals", _study_sigterm, code=143,
+             says="", signal_after=2.0, ready="r/phase1/curves.csv", ray=True),
         Case("SIGTERM during training", "signals", _sigterm, code=143,
              says="interrupted", signal_after=1.0),
+        Case("SIGHUP during training (a closed terminal)", "signals", _sigterm, code=129,
+             says="interrupted", signal_after=1.0, sig=signal.SIGHUP),
         Case("read-only output (EROFS)", "disks", _faulty("EROFS"), code=1,
              says="Read-only file system"),
         Case("no permission (EACCES)", "disks", _faulty("EACCES"), code=1,
              says="Permission denied"),
         Case("disk full (ENOSPC)", "disks", _faulty("ENOSPC"), code=1,
              says="No space left on device"),
+        Case("read-only output of addray.data", "disks", _faulty_data, code=1,
+             says="Read-only file system"),
+        Case("report into a folder it may not write", "disks", _faulty_report, code=1,
+             says="Permission denied"),
         Case("read-only results folder of a study", "disks", _faulty_study, code=1,
              says="Read-only file system", ray=True),
         # 5. YAML and names
@@ -322,10 +350,11 @@ def run_case(case: Case, folder: Path) -> tuple[bool, str]:
         p = subprocess.Popen(cmd, cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                              text=True, preexec_fn=cap, env=env)
         deadline = time.time() + 120
-        while not (folder / "out").exists() and time.time() < deadline and p.poll() is None:
+        while not (folder / case.ready).exists() and time.time() < deadline \
+                and p.poll() is None:
             time.sleep(0.1)  # training has started: its run folder is there
         time.sleep(case.signal_after)
-        p.send_signal(signal.SIGTERM)
+        p.send_signal(case.sig)
         _, err = p.communicate(timeout=120)
         code = p.returncode
     lines = [ln for ln in err.splitlines() if ln.strip()]

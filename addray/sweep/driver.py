@@ -181,6 +181,8 @@ def _fit(opts: SweepOptions, plan: StudyPlan, trainable: Any, study_dir: Path,
     # trials a screen never started have no result file: Tune warns of each one when it
     # builds its result grid, which addray does not read (trials.csv is the record)
     logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
+    # interrupted, Tune advises `Tuner.restore(...)`; addray says how to resume its way
+    logging.getLogger("ray.tune.tune").addFilter(_not_tunes_resume_advice)
     grid = tuner.fit()
     # Tune answers Ctrl-C by stopping and returning: count what trials.csv holds as
     # finished (a searcher's grid only knows the trials it has started so far)
@@ -196,6 +198,10 @@ def _fit(opts: SweepOptions, plan: StudyPlan, trainable: Any, study_dir: Path,
     if not done:
         print("addray: study interrupted; continue it with the same command and --resume")
     return rows
+
+
+def _not_tunes_resume_advice(record: logging.LogRecord) -> bool:
+    return not str(record.msg).startswith("Experiment has been interrupted")
 
 
 def job_metadata(opts: SweepOptions, study_dir: Path) -> dict[str, str]:

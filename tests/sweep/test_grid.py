@@ -239,6 +239,7 @@ def test_ctrl_c_stops_the_study_with_exit_130_and_resume_advice(tmp_path):
     assert driver.returncode == 130, out[-3000:]
     assert sf.read_study(study)["state"] == "interrupted"
     assert "--resume" in out
+    assert "Tuner.restore" not in out  # Tune's own advice, not how an addray study resumes
     assert len(sf.read_trials(study)) < 4  # no trial could have run 100,000 steps
 
 
