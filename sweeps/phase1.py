@@ -52,8 +52,8 @@ PRESETS = {
                     "reference's four and four below), at lr 1e-3, 3e-3, 1e-2, one recipe",
                     lrs=LRS, overrides=RECIPE, compare="config", seeds_gpu=3),
     "laptop": Preset(LAPTOP_CONFIGS, "five sizes, 2.4K to 32K parameters, 3,000 steps, two "
-                     "rates a size, 3 seeds at its best: the CPU version (about 10 "
-                     "minutes on 2 cores)", config_lrs=LAPTOP_LRS, overrides=LAPTOP,
+                     "rates a size, 3 seeds at its best: the CPU version (about 8 "
+                     "minutes on 2 AVX-512 cores)", config_lrs=LAPTOP_LRS, overrides=LAPTOP,
                      compare="config", seeds_gpu=3, seeds_cpu=3, screen=True, floor=0.002,
                      grace_period=1),
     "laptop-long": Preset(SIZES[:3] + REFERENCE[2:], "the five sizes up to 163K, 4,000 "
