@@ -30,7 +30,7 @@ from addray.errors import ConfigError
 TRIAL_COLUMNS = [
     "study", "trial_id", "config", "d_model", "n_layers", "n_heads", "d_ff", "params", "seed",
     "lr", "batch_size", "status", "stop_reason", "steps", "max_steps", "examples", "flops",
-    "budget", "best_exact_match", "final_exact_match", "final_token_accuracy",
+    "clock", "best_exact_match", "final_exact_match", "final_token_accuracy",
     "worst_stratum", "carry_boundary", "edge_cases", "learned", "strata", "wall_seconds",
     "device", "node", "machine", "gpus", "gpu_ids", "cpus", "retries", "error", "finished_at",
     "suggestion", "score", "resolved_config", "group",
@@ -112,7 +112,11 @@ def curves_csv(study_dir: Path) -> Path:
 
 
 def read_trials(study_dir: Path) -> list[dict[str, str]]:
-    return files.read_csv(trials_csv(study_dir), ("trial_id", "config", "status", "params"))
+    rows = files.read_csv(trials_csv(study_dir), ("trial_id", "config", "status", "params"))
+    for row in rows:  # written before the pruning clock's column was named "clock"
+        if "budget" in row and "clock" not in row:
+            row["clock"] = row.pop("budget")
+    return rows
 
 
 def read_curves(study_dir: Path) -> list[dict[str, str]]:

@@ -35,6 +35,7 @@ from torch.func import functional_call, stack_module_state, vmap
 
 from addray.core import checkpoint as ckpt
 from addray.core import trainer
+from addray.core.clock import Clock
 from addray.core.config import ExperimentConfig, from_dict
 from addray.core.device import autocast, available_cpus, loss_precision, resolve_device
 from addray.core.evaluate import evaluate
@@ -269,14 +270,12 @@ def train_fused(configs: Sequence[ExperimentConfig], *, report: MemberReport | N
             on_restore({k: dict(s["history"][-1]) for k, s in enumerate(states)
                         if s["history"]})
     params = count_parameters(fused.template)
-    flops_per_example = 6 * params * (float(train_set.lengths.float().mean()) - 1)
+    clock = Clock.of(first, params, rungs[0])  # the members share batch size and data
     compiled = trainer.use_compile(t.compile, device) if compile_step is None else compile_step
     step_group = GroupStep(fused, opt, first, device, compiled)
     pad_to = t.pad_to or (train_set.longest if compiled else None)
     caches: list[dict] = [{} for _ in configs]  # one permutation cache per member's seed
-    per_step = {"steps": 1.0, "examples": t.batch_size,
-                "flops": t.batch_size * flops_per_example}[rungs[0]]
-    extra_evals = {math.ceil(r / per_step - 1e-9) for r in rungs[1]}
+    extra_evals = clock.steps_reaching(rungs[1])
     eval_model = Transformer(first.model).to(device)
     step = states[active[0]]["step"] if active else t.max_steps
     loss_sum = torch.zeros(len(active), device=device)  # per row of the stack
@@ -299,7 +298,7 @@ def train_fused(configs: Sequence[ExperimentConfig], *, report: MemberReport | N
             s["step"], s["train_seconds"] = step, s["train_seconds"] + seconds
             metrics = _evaluate_member(k, configs[k], fused, active, eval_model, held, s,
                                        mean_losses[k], steps_since,
-                                       seconds, flops_per_example, params, regular,
+                                       seconds, clock, params, regular,
                                        out_of_time, device, t_start)
             evaluated[k] = metrics
             if report is not None and report(k, dict(metrics)) and s["status"] == "running":
@@ -355,22 +354,19 @@ def batch_indices_for(step: int, n: int, batch_size: int, config: ExperimentConf
 
 def _evaluate_member(k: int, config: ExperimentConfig, fused: FusedModel, active: list[int],
                      eval_model: Transformer, held: Any, s: dict[str, Any], train_loss: float,
-                     steps: int, seconds: float, flops_per_example: float, params: int,
+                     steps: int, seconds: float, clock: Clock, params: int,
                      regular: bool, out_of_time: bool, device: torch.device,
                      t_start: float) -> dict[str, Any]:
     t = config.training
     step = s["step"]
     row = active.index(k)
-    metrics: dict[str, Any] = {"step": step, "examples": step * t.batch_size,
-                               "flops": step * t.batch_size * flops_per_example,
+    metrics: dict[str, Any] = {"step": step, **clock.readings(step),
                                "train_loss": train_loss,
                                "lr": trainer.lr_at(step, t, config.scheduler),
                                "examples_per_s": steps * t.batch_size / seconds}
     if not math.isfinite(train_loss):
         s["status"], s["reason"] = "diverged", "non-finite training loss"
-        metrics.update(eval_loss=math.nan, token_accuracy=0.0, exact_match=0.0,
-                       worst_stratum=0.0, carry_boundary=0.0, edge_cases=0.0, strata={},
-                       boundary={})
+        metrics.update(trainer.diverged_metrics())
     else:
         model = fused.member(row, eval_model)
         metrics.update(evaluate(model, held, t.eval_batch_size, device, t.precision))

@@ -24,6 +24,7 @@ from typing import Any
 from addray import files
 from addray.core import checkpoint as ckpt
 from addray.core.config import SEED_STRIDE, ExperimentConfig
+from addray.core.run_io import Report, RunIO
 from addray.errors import StudyError
 
 CANDIDATES = "candidates"  # the folder of finished candidates inside the run's folder
@@ -50,17 +51,13 @@ def chosen_seed(scores: dict[str, float], seeds: Sequence[int]) -> int:
     return max(seeds, key=lambda s: (scores[str(s)], -seeds.index(s)))
 
 
-Report = Callable[[dict[str, Any]], Any]  # as trainer.Report: a progress callback
-
-
-def train_selected(config: ExperimentConfig, run: Callable[..., dict[str, Any]], *,
-                   report: Report | None = None,
-                   checkpoint_dir: str | Path | None = None,
-                   resume_from: str | Path | None = None, num_threads: int | None = None,
-                   rungs: tuple[str, Sequence[float]] = ("steps", ())) -> dict[str, Any]:
-    """``trainer.train`` for a config with training.select (same arguments and summary,
-    plus "selection"; the summary's config is the recipe's, with its own seed). ``run``
-    is ``trainer.run``, passed in so that this module does not import the trainer."""
+def train_selected(config: ExperimentConfig, run: Callable[..., dict[str, Any]],
+                   io: RunIO) -> dict[str, Any]:
+    """``trainer.train`` for a config with training.select (same arguments, ``io``, and
+    summary, plus "selection"; the summary's config is the recipe's, with its own seed).
+    ``run`` is ``trainer.run``, passed in so that this module does not import the
+    trainer."""
+    report, resume_from = io.report, io.resume_from
     sel = config.training.select
     seeds = candidate_seeds(config)
     record: dict[str, Any] = {"seed": config.training.seed, "steps": sel.steps,
@@ -75,7 +72,7 @@ def train_selected(config: ExperimentConfig, run: Callable[..., dict[str, Any]],
         record = dict(saved)
     wall = 0.0
     with contextlib.ExitStack() as stack:
-        folder = Path(checkpoint_dir) if checkpoint_dir is not None else Path(
+        folder = Path(io.checkpoint_dir) if io.checkpoint_dir is not None else Path(
             stack.enter_context(tempfile.TemporaryDirectory(prefix="addray-select-")))
         main = folder / ckpt.FILENAME
         resume = resume_from
@@ -84,10 +81,10 @@ def train_selected(config: ExperimentConfig, run: Callable[..., dict[str, Any]],
                 continue
             record["current"] = seed
             tagged = None if report is None else _tagged(report, seed, "candidate")
-            result = run(with_seed(config, seed), report=tagged, checkpoint_dir=folder,
-                         resume_from=resume,
-                         num_threads=num_threads, rungs=rungs, stop_at=sel.steps,
-                         selection=dict(record))
+            result = run(with_seed(config, seed),
+                         dataclasses.replace(io, report=tagged, checkpoint_dir=folder,
+                                             resume_from=resume),
+                         stop_at=sel.steps, selection=dict(record))
             resume = None  # only the candidate the saved state was inside resumes
             wall += result["wall_seconds"]
             record["scores"][str(seed)] = screen_score(result["history"], sel.steps)
@@ -103,9 +100,9 @@ def train_selected(config: ExperimentConfig, run: Callable[..., dict[str, Any]],
             ckpt.save_checkpoint(main, payload)
             resume = main
         chosen = None if report is None else _tagged(report, record["chosen"], "chosen")
-        result = run(with_seed(config, record["chosen"]), report=chosen,
-                     checkpoint_dir=folder, resume_from=resume, num_threads=num_threads,
-                     rungs=rungs)
+        result = run(with_seed(config, record["chosen"]),
+                     dataclasses.replace(io, report=chosen, checkpoint_dir=folder,
+                                         resume_from=resume))
     result["wall_seconds"] += wall
     result["config"] = config.to_dict()
     result["selection"] = record

@@ -28,18 +28,18 @@ import torch.nn.functional as F
 
 from addray.core import checkpoint as ckpt
 from addray.core.batches import TokenizedSet
+from addray.core.clock import Clock
 from addray.core.config import DataConfig, ExperimentConfig, SchedulerConfig, TrainingConfig
 from addray.core.data import load_data
 from addray.core.device import autocast, available_cpus, loss_precision, resolve_device
 from addray.core.evaluate import HeldOut, evaluate
 from addray.core.hard import HardPairs, example_losses
 from addray.core.model import Transformer, count_parameters
+from addray.core.run_io import Report, RunIO
 from addray.core.select import train_selected
 from addray.core.strata import learned
 from addray.core.tokens import Vocab
 from addray.errors import ConfigError
-
-Report = Callable[[dict[str, Any]], Any]
 
 
 def lr_at(step: int, t: TrainingConfig, s: SchedulerConfig) -> float:
@@ -147,156 +147,194 @@ def train(config: ExperimentConfig, *, report: Report | None = None,
     resume_from: a checkpoint file or folder to continue from.
     num_threads: torch CPU threads; default all CPUs this process may use.
     rungs: (clock, budgets): also evaluate at the first step whose steps, examples or
-        FLOPs (the clock) reach each budget: a sweep's pruning rungs. These evaluations do
-        not count towards early stopping's patience.
+        FLOPs (``addray.core.clock``) reach each budget: a sweep's pruning rungs. These
+        evaluations do not count towards early stopping's patience.
 
     With training.select, the candidates are screened first (``select.train_selected``),
     each evaluation reported with ``candidate`` (its seed), then the chosen one trains on.
     """
+    io = RunIO(report, checkpoint_dir, resume_from, num_threads, rungs)
     if config.training.select is not None:
-        return train_selected(config, run, report=report, checkpoint_dir=checkpoint_dir,
-                              resume_from=resume_from, num_threads=num_threads, rungs=rungs)
-    return run(config, report=report, checkpoint_dir=checkpoint_dir, resume_from=resume_from,
-               num_threads=num_threads, rungs=rungs)
+        return train_selected(config, run, io)
+    return run(config, io)
 
 
-def run(config: ExperimentConfig, *, report: Report | None = None,
-        checkpoint_dir: str | Path | None = None, resume_from: str | Path | None = None,
-        num_threads: int | None = None, rungs: tuple[str, Sequence[float]] = ("steps", ()),
-        stop_at: int | None = None, selection: dict[str, Any] | None = None) -> dict[str, Any]:
+def run(config: ExperimentConfig, io: RunIO | None = None, *, stop_at: int | None = None,
+        selection: dict[str, Any] | None = None) -> dict[str, Any]:
     """One training run (``train`` without training.select). ``stop_at``: stop after
     that step (evaluated and saved there) on the schedule of the whole run, status
     still "running"; ``selection``: kept in the saved state of a fresh run."""
-    t_start = time.time()
-    t, d = config.training, config.data
-    device = resolve_device(t.device)
-    if device.type == "cpu":
-        torch.set_num_threads(num_threads or available_cpus())
-    torch.manual_seed(t.seed)
+    r = _Run(config, io or RunIO(), selection)
+    end = config.training.max_steps if stop_at is None else min(stop_at,
+                                                                 config.training.max_steps)
+    while r.state["step"] < end and r.status == "running":
+        r.step()
+        if r.evaluation_due(end):
+            r.evaluate()
+    return r.summary()
 
-    train_set, held = prepared_data(d)
-    if t.batch_size > len(train_set):
-        raise ConfigError(f"training.batch_size = {t.batch_size}: must be <= the "
-                          f"{len(train_set)} training examples")
-    stages = [train_set, _fine_tune_set(config, train_set)]
-    ft_start = fine_tune_start(t)
 
-    model = Transformer(config.model).to(device)
-    optimizer = make_optimizer(model, config, device)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: lr_at(s, t, config.scheduler) / t.learning_rate)
-    state: dict[str, Any] = {"step": 0, "best_exact_match": 0.0, "best_step": 0,
-                             "es_best": -math.inf, "bad_evals": 0, "history": [],
-                             "train_seconds": 0.0, "status": "running", "reason": ""}
-    if selection is not None:
-        state["selection"] = selection
-    if resume_from is not None:
-        state = _restore(resume_from, config, model, optimizer, scheduler, device)
+class _Run:
+    """A run's set-up (data, model, optimizer, schedule, restored state), its optimizer
+    step, and its evaluation/early-stop/checkpoint/report block."""
 
-    params = count_parameters(model)
-    # approximate training FLOPs: 6 x parameters x tokens fed (forward and backward)
-    flops_per_example = 6 * params * (float(train_set.lengths.float().mean()) - 1)
-    compiled = use_compile(t.compile, device)
-    step_loss = LossModule(model, device, t.precision)
-    pad_to = t.pad_to
-    if compiled:
-        step_loss = torch.compile(step_loss, dynamic=False,
-                                  mode="reduce-overhead" if device.type == "cuda" else None)
-        pad_to = pad_to or max(st.longest for st in stages)  # one shape for every step
-    ft = t.fine_tune
-    n_hard = 0 if ft is None else round(ft.hard_share * t.batch_size)
-    hard = HardPairs(t.seed)
+    def __init__(self, config: ExperimentConfig, io: RunIO,
+                 selection: dict[str, Any] | None) -> None:
+        self.t_start = time.time()
+        self.config, self.io = config, io
+        t = self.t = config.training
+        self.device = device = resolve_device(t.device)
+        if device.type == "cpu":
+            torch.set_num_threads(io.num_threads or available_cpus())
+        torch.manual_seed(t.seed)
 
-    def measure_hard() -> None:  # the fine-tune's pairs under the weights as they are now
-        hard.measure(example_losses(model, stages[1], t.eval_batch_size, device, t.precision))
+        train_set, self.held = prepared_data(config.data)
+        if t.batch_size > len(train_set):
+            raise ConfigError(f"training.batch_size = {t.batch_size}: must be <= the "
+                              f"{len(train_set)} training examples")
+        self.stages = [train_set, _fine_tune_set(config, train_set)]
+        self.ft_start = fine_tune_start(t)
 
-    if n_hard and ft_start is not None and ft_start < state["step"] < t.max_steps:
-        measure_hard()  # resumed inside the stage: the losses its last evaluation measured
-    per_step = {"steps": 1.0, "examples": t.batch_size,
-                "flops": t.batch_size * flops_per_example}[rungs[0]]
-    extra_evals = {math.ceil(r / per_step - 1e-9) for r in rungs[1]}
-    status, reason = state["status"], state["reason"]
-    model.train()
-    loss_sum = torch.zeros((), device=device)
-    steps_since, t_interval = 0, time.time()
-    end = t.max_steps if stop_at is None else min(stop_at, t.max_steps)
-    while state["step"] < end and status == "running":
-        in_fine_tune = ft_start is not None and state["step"] >= ft_start
-        if in_fine_tune and state["step"] == ft_start:
-            optimizer.state.clear()  # the fine-tune's Adam moments start afresh
-            if n_hard:
-                measure_hard()
-        source = stages[in_fine_tune]
-        idx = batch_indices(state["step"], len(source), t.batch_size, t.seed)
-        if in_fine_tune and n_hard:
-            idx = torch.cat([idx[: t.batch_size - n_hard], hard.draw(state["step"], n_hard)])
-        x, y = (z.to(device, non_blocking=True) for z in source.batch(idx, pad_to))
-        if compiled and device.type == "cuda":
+        self.model = Transformer(config.model).to(device)
+        self.optimizer = make_optimizer(self.model, config, device)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda s: lr_at(s, t, config.scheduler) / t.learning_rate)
+        self.state: dict[str, Any] = {
+            "step": 0, "best_exact_match": 0.0, "best_step": 0, "es_best": -math.inf,
+            "bad_evals": 0, "history": [], "train_seconds": 0.0, "status": "running",
+            "reason": ""}
+        if selection is not None:
+            self.state["selection"] = selection
+        if io.resume_from is not None:
+            self.state = _restore(io.resume_from, config, self.model, self.optimizer,
+                                  self.scheduler, device)
+        self.status, self.reason = self.state["status"], self.state["reason"]
+
+        self.params = count_parameters(self.model)
+        self.clock = Clock.of(config, self.params, io.rungs[0])
+        self.extra_evals = self.clock.steps_reaching(io.rungs[1])
+        self.compiled = use_compile(t.compile, device)
+        self.step_loss: Callable[..., torch.Tensor] = LossModule(self.model, device,
+                                                                 t.precision)
+        self.pad_to = t.pad_to
+        if self.compiled:
+            self.step_loss = torch.compile(
+                self.step_loss, dynamic=False,
+                mode="reduce-overhead" if device.type == "cuda" else None)
+            self.pad_to = self.pad_to or max(st.longest for st in self.stages)  # one shape
+        ft = t.fine_tune
+        self.n_hard = 0 if ft is None else round(ft.hard_share * t.batch_size)
+        self.hard = HardPairs(t.seed)
+        if (self.n_hard and self.ft_start is not None
+                and self.ft_start < self.state["step"] < t.max_steps):
+            self.measure_hard()  # resumed inside the stage: as its last evaluation measured
+        self.model.train()
+        self.loss_sum = torch.zeros((), device=device)
+        self.steps_since, self.t_interval = 0, time.time()
+        self.out_of_time = self.regular = False
+
+    def measure_hard(self) -> None:
+        """The fine-tune's pairs' losses under the weights as they are now."""
+        self.hard.measure(example_losses(self.model, self.stages[1], self.t.eval_batch_size,
+                                         self.device, self.t.precision))
+
+    def step(self) -> None:
+        """One optimizer step on the batch of this step (the fine-tune's, with its
+        hardest pairs, from its first step)."""
+        t, step = self.t, self.state["step"]
+        in_fine_tune = self.ft_start is not None and step >= self.ft_start
+        if in_fine_tune and step == self.ft_start:
+            self.optimizer.state.clear()  # the fine-tune's Adam moments start afresh
+            if self.n_hard:
+                self.measure_hard()
+        source = self.stages[in_fine_tune]
+        idx = batch_indices(step, len(source), t.batch_size, t.seed)
+        if in_fine_tune and self.n_hard:
+            idx = torch.cat([idx[: t.batch_size - self.n_hard],
+                             self.hard.draw(step, self.n_hard)])
+        x, y = (z.to(self.device, non_blocking=True) for z in source.batch(idx, self.pad_to))
+        if self.compiled and self.device.type == "cuda":
             torch.compiler.cudagraph_mark_step_begin()
-        loss = step_loss(x, y)
-        optimizer.zero_grad(set_to_none=True)
+        loss = self.step_loss(x, y)
+        self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.grad_clip)
         # group 0 holds the decayed tensors (make_optimizer)
-        optimizer.param_groups[0]["weight_decay"] = weight_decay_at(state["step"], config)
-        optimizer.step()
-        scheduler.step()
-        state["step"] += 1
-        steps_since += 1
-        loss_sum += loss.detach()
-        step = state["step"]
-        out_of_time = t.time_budget_s is not None and time.time() - t_start >= t.time_budget_s
-        regular = step % t.check_every == 0 or step in (t.max_steps, end) or out_of_time
-        if not regular and step not in extra_evals:
-            continue
+        self.optimizer.param_groups[0]["weight_decay"] = weight_decay_at(step, self.config)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.state["step"] += 1
+        self.steps_since += 1
+        self.loss_sum += loss.detach()
 
-        # ---- evaluation, early stopping, checkpoint, report
-        train_loss = float(loss_sum) / steps_since
-        seconds = time.time() - t_interval
-        state["train_seconds"] += seconds
-        metrics: dict[str, Any] = {"step": step, "examples": step * t.batch_size,
-                                   "flops": step * t.batch_size * flops_per_example,
-                                   "train_loss": train_loss, "lr": scheduler.get_last_lr()[0],
-                                   "examples_per_s": steps_since * t.batch_size / seconds}
+    def evaluation_due(self, end: int) -> bool:
+        """Whether the step just taken is evaluated: every check_every steps, at the end,
+        when the time budget has run out, or at a pruning rung."""
+        t, step = self.t, self.state["step"]
+        self.out_of_time = (t.time_budget_s is not None
+                            and time.time() - self.t_start >= t.time_budget_s)
+        self.regular = (step % t.check_every == 0 or step in (t.max_steps, end)
+                        or self.out_of_time)
+        return self.regular or step in self.extra_evals
+
+    def evaluate(self) -> None:
+        """Evaluate on the held-out set, decide early stopping, save the checkpoint and
+        report; then start the next interval."""
+        t, step = self.t, self.state["step"]
+        train_loss = float(self.loss_sum) / self.steps_since
+        seconds = time.time() - self.t_interval
+        self.state["train_seconds"] += seconds
+        metrics: dict[str, Any] = {"step": step, **self.clock.readings(step),
+                                   "train_loss": train_loss,
+                                   "lr": self.scheduler.get_last_lr()[0],
+                                   "examples_per_s": self.steps_since * t.batch_size / seconds}
         if not math.isfinite(train_loss):
             status, reason = "diverged", "non-finite training loss"
-            metrics.update(eval_loss=math.nan, token_accuracy=0.0, exact_match=0.0,
-                           worst_stratum=0.0, carry_boundary=0.0, edge_cases=0.0, strata={},
-                           boundary={})
+            metrics.update(diverged_metrics())
         else:
-            metrics.update(evaluate(model, held, t.eval_batch_size, device, t.precision))
+            metrics.update(evaluate(self.model, self.held, t.eval_batch_size, self.device,
+                                    t.precision))
             # held-out exact match 1.0 ends a run only in its last stage: the fine-tune
             # settles what a held-out set of this size barely tests (the carry boundary)
-            last_stage = ft_start is None or step > ft_start
-            status, reason = early_stop(state, metrics, t, counts=regular,
-                                         perfect_stops=last_stage)
+            last_stage = self.ft_start is None or step > self.ft_start
+            status, reason = early_stop(self.state, metrics, t, counts=self.regular,
+                                        perfect_stops=last_stage)
             if status == "running" and step >= t.max_steps:
                 status, reason = "completed", "max_steps"
-            elif status == "running" and out_of_time:
+            elif status == "running" and self.out_of_time:
                 status, reason = "time_limit", f"time budget of {t.time_budget_s:g} s"
-        metrics.update(params=params, best_exact_match=state["best_exact_match"],
+        metrics.update(params=self.params, best_exact_match=self.state["best_exact_match"],
                        learned=learned(metrics["exact_match"], metrics["worst_stratum"],
                                        metrics["edge_cases"], metrics["carry_boundary"]),
-                       elapsed_s=time.time() - t_start, status=status, stop_reason=reason,
-                       device=str(device))
-        state["history"].append(metrics)
-        state["status"], state["reason"] = status, reason
-        if checkpoint_dir is not None and status != "diverged":
-            _save(Path(checkpoint_dir) / ckpt.FILENAME, config, model, optimizer, scheduler,
-                  state)
-        if report is not None:
-            report(dict(metrics))
+                       elapsed_s=time.time() - self.t_start, status=status,
+                       stop_reason=reason, device=str(self.device))
+        self.state["history"].append(metrics)
+        self.state["status"], self.state["reason"] = self.status, self.reason = status, reason
+        if self.io.checkpoint_dir is not None and status != "diverged":
+            _save(Path(self.io.checkpoint_dir) / ckpt.FILENAME, self.config, self.model,
+                  self.optimizer, self.scheduler, self.state)
+        if self.io.report is not None:
+            self.io.report(dict(metrics))
         if status != "running":
-            break
-        if n_hard and ft_start is not None and step > ft_start:
-            measure_hard()
-        loss_sum.zero_()
-        steps_since, t_interval = 0, time.time()
-    if status == "running" and state["step"] >= t.max_steps:
-        status, reason = "completed", "max_steps"
+            return
+        if self.n_hard and self.ft_start is not None and step > self.ft_start:
+            self.measure_hard()
+        self.loss_sum.zero_()
+        self.steps_since, self.t_interval = 0, time.time()
 
-    return run_summary(config, {**state, "status": status, "reason": reason}, params,
-                       device, compiled, t_start)
+    def summary(self) -> dict[str, Any]:
+        if self.status == "running" and self.state["step"] >= self.t.max_steps:
+            self.status, self.reason = "completed", "max_steps"
+        return run_summary(self.config, {**self.state, "status": self.status,
+                                         "reason": self.reason},
+                           self.params, self.device, self.compiled, self.t_start)
+
+
+def diverged_metrics() -> dict[str, Any]:
+    """A diverged evaluation's metrics: nothing measured, everything at its worst."""
+    return {"eval_loss": math.nan, "token_accuracy": 0.0, "exact_match": 0.0,
+            "worst_stratum": 0.0, "carry_boundary": 0.0, "edge_cases": 0.0, "strata": {},
+            "boundary": {}}
 
 
 def run_summary(config: ExperimentConfig, state: dict[str, Any], params: int,

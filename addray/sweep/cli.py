@@ -16,9 +16,10 @@ from typing import Any
 
 from addray import cli
 from addray import study_files as sf
+from addray.core.clock import CLOCKS
 from addray.errors import ConfigError
 from addray.sweep import cluster
-from addray.sweep.options import BUDGETS, COMPARE, METRICS, SweepOptions, command_line
+from addray.sweep.options import COMPARE, METRICS, SweepOptions, command_line
 
 
 def _floats(text: str) -> list[float]:
@@ -118,7 +119,8 @@ def parser(study: str, description: str, presets: dict[str, Preset] | None = Non
     s.add_argument("--metric", choices=METRICS, default="exact_match", help="what pruning "
                    "compares: uniform held-out exact match, or the weakest stratum's "
                    "(default: %(default)s)")
-    s.add_argument("--budget", choices=BUDGETS, help="pruning clock (default: examples when "
+    s.add_argument("--clock", "--budget", dest="clock", choices=CLOCKS, help="what the pruning "
+                   "rungs count: steps, examples or flops (default: examples when "
                    "the configs' batch sizes differ, else steps)")
     if presets:
         s.add_argument("--compare", choices=COMPARE, help="prune against all trials, or only "
@@ -151,7 +153,7 @@ def common_options(args: argparse.Namespace) -> dict[str, Any]:
         study=args.study, results=args.results, gpus=args.gpus,
         gpus_per_trial=args.gpus_per_trial, cpus_per_trial=args.cpus_per_trial,
         address=args.address, max_steps=args.max_steps, check_every=args.check_every,
-        overrides=dict(args.overrides), metric=args.metric, budget=args.budget,
+        overrides=dict(args.overrides), metric=args.metric, clock=args.clock,
         prune=args.prune, grace_period=args.grace_period or 2,
         reduction_factor=args.reduction_factor, max_failures=args.max_failures,
         resume=args.resume, dashboard=args.dashboard, dashboard_host=args.dashboard_host,

@@ -1,7 +1,7 @@
 """Grid studies (phases 1 and 2): configs x learning rates x seeds, one trial each.
 
 Every trial runs the shared trainer through ``addray.sweep.trainable.run_trial``. The
-scheduler (``addray.sweep.scheduler``) prunes on ``--metric`` at rungs of ``--budget``
+scheduler (``addray.sweep.scheduler``) prunes on ``--metric`` at rungs of ``--clock``
 (steps, examples or FLOPs; by default examples when the configs' batch sizes differ,
 so that a rung compares models after the same data); ``--compare config`` limits the
 comparison to one config's learning rates and seeds. The trainer's own early stopping
@@ -14,15 +14,15 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from addray.core.clock import UNITS, Clock, show_budget
 from addray.core.config import ExperimentConfig, load_config
 from addray.core.fused import fusable
 from addray.core.model import Transformer, count_parameters
-from addray.core.tokens import max_example_length
 from addray.errors import ConfigError
 from addray.sweep.driver import StudyPlan, run_study
 from addray.sweep.flat import grid_space
 from addray.sweep.options import SweepOptions, command_overrides, grid_of, no_select, validate
-from addray.sweep.scheduler import UNITS, RungScheduler, rung_budgets, show_budget
+from addray.sweep.scheduler import RungScheduler, rung_budgets
 
 
 def build_configs(opts: SweepOptions) -> list[tuple[ExperimentConfig, float, int]]:
@@ -65,15 +65,6 @@ def data_files(cfg: ExperimentConfig, path: str) -> dict[str, str]:
     return out
 
 
-def per_step(cfg: ExperimentConfig, clock: str, params: int) -> float:
-    """How far one training step moves ``clock`` (FLOPs: 6 x parameters x the longest
-    example's tokens, an upper bound used only to place the rungs)."""
-    t = cfg.training
-    longest = max_example_length(cfg.data.operand_max, cfg.data.base) - 1
-    return {"steps": 1.0, "examples": float(t.batch_size),
-            "flops": 6.0 * params * t.batch_size * longest}[clock]
-
-
 def group_by_config(config: dict) -> str:
     return config["trial"]["name"]
 
@@ -109,7 +100,7 @@ def fuse_trials(trials: list[dict], configs: list[ExperimentConfig], mode: str,
         out.append({"label": f"{name}-fused{len(idx)}", "study": first.get("study", ""),
                     "name": name, "seed": first["seed"],
                     "replica": 0, "params": first["params"], "config": first["config"],
-                    "budget": first["budget"], "prune": prune,
+                    "clock": first["clock"], "prune": prune,
                     "members": [trials[i] for i in idx]})
     return out
 
@@ -119,8 +110,8 @@ def plan_grid(opts: SweepOptions) -> StudyPlan:
     combos = build_configs(opts)
     params = {cfg.name: count_parameters(Transformer(cfg.model)) for cfg, _, _ in combos}
     batches = {cfg.training.batch_size for cfg, _, _ in combos}
-    clock = opts.budget or ("examples" if len(batches) > 1 else "steps")
-    steps = [per_step(cfg, clock, params[cfg.name]) for cfg, _, _ in combos]
+    clock = opts.clock or ("examples" if len(batches) > 1 else "steps")
+    steps = [Clock.of(cfg, params[cfg.name], clock).per_step for cfg, _, _ in combos]
     grace = opts.grace_period * min(c.training.check_every * s
                                     for (c, _, _), s in zip(combos, steps, strict=True))
     top = max(c.training.max_steps * s for (c, _, _), s in zip(combos, steps, strict=True))
@@ -130,7 +121,7 @@ def plan_grid(opts: SweepOptions) -> StudyPlan:
     trials = [{"label": f"{cfg.name}-s{seed}-lr{lr:g}", "study": opts.study, "name": cfg.name,
                "seed": seed,
                "replica": seed - first[cfg.name], "params": params[cfg.name],
-               "config": cfg.to_dict(), "budget": clock, "prune": prune}
+               "config": cfg.to_dict(), "clock": clock, "prune": prune}
               for cfg, lr, seed in combos]
     n_runs = len(trials)
     if opts.fuse != "off":
@@ -177,7 +168,7 @@ def plan_grid(opts: SweepOptions) -> StudyPlan:
                      cuda_only=sorted({c.name for c, _, _ in combos
                                        if c.training.device == "cuda"}),
                      param_space=grid_space(trials), objective=opts.metric,
-                     info={"kind": "grid", "budget": clock, "budget_unit": UNITS[clock],
+                     info={"kind": "grid", "clock": clock, "clock_unit": UNITS[clock],
                            "metric": opts.metric, "compare": opts.compare},
                      largest_model=max(params.values()))
 

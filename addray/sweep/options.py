@@ -17,13 +17,13 @@ from typing import Any
 
 from addray import names
 from addray import study_files as sf
+from addray.core.clock import CLOCKS
 from addray.core.config import ExperimentConfig
 from addray.errors import ConfigError, StudyError
 
 MAX_TRIALS = 2_000  # trials in one study: more is a typo, and would take minutes to plan
 MAX_SEEDS = 100
 METRICS = ("exact_match", "worst_stratum")
-BUDGETS = ("steps", "examples", "flops")
 COMPARE = ("all", "config")
 FUSE = ("auto", "on", "off")
 
@@ -64,7 +64,7 @@ class SweepOptions:
     overrides: dict[str, Any] = field(default_factory=dict)  # --set
     recipe: dict[str, Any] = field(default_factory=dict)  # a named set's overrides
     metric: str = "exact_match"  # what pruning compares: exact_match | worst_stratum
-    budget: str | None = None  # pruning clock: steps | examples | flops (None: automatic)
+    clock: str | None = None  # pruning clock: steps | examples | flops (None: automatic)
     compare: str = "all"  # prune against all trials, or only trials of the same config
     prune: bool = True  # False: every trial runs its whole budget
     grace_period: int = 2  # evaluations before a trial may be pruned
@@ -137,8 +137,8 @@ def validate(opts: SweepOptions) -> Path:
     """Check every option; return the study's folder. Raises ConfigError in one line."""
     study_dir = sf.study_folder(opts.results, opts.study)
     _check(opts.metric in METRICS, "--metric", opts.metric, f"must be one of {', '.join(METRICS)}")
-    _check(opts.budget is None or opts.budget in BUDGETS, "--budget", opts.budget,
-           f"must be one of {', '.join(BUDGETS)}")
+    _check(opts.clock is None or opts.clock in CLOCKS, "--clock", opts.clock,
+           f"must be one of {', '.join(CLOCKS)}")
     _check(opts.compare in COMPARE, "--compare", opts.compare,
            f"must be one of {', '.join(COMPARE)}")
     _check(1 <= opts.grace_period <= 1_000_000, "--grace-period", opts.grace_period,
@@ -271,7 +271,7 @@ def _check_same_folder(study_dir: Path, info: dict[str, Any]) -> None:
 _DEFINING = {"configs": "--configs", "recipe": "--configs", "seeds": "--seeds", "lrs": "--lr",
              "config_lrs": "--lr", "screen": "--screen", "floor": "--floor", "fuse": "--fuse",
              "max_steps": "--max-steps", "check_every": "--check-every", "overrides": "--set",
-             "smoke_test": "--smoke-test", "metric": "--metric", "budget": "--budget",
+             "smoke_test": "--smoke-test", "metric": "--metric", "clock": "--clock",
              "compare": "--compare", "prune": "--no-prune", "grace_period": "--grace-period",
              "reduction_factor": "--reduction-factor", "space": "--space",
              "sampler_seed": "--sampler-seed", "confirm_seeds": "--confirm-seeds",
@@ -284,6 +284,8 @@ def _check_same_study(opts: SweepOptions, study_dir: Path, info: dict[str, Any])
     stored = info.get("options")
     if not isinstance(stored, dict):
         return  # written by an older addray: nothing to compare against
+    if "budget" in stored and "clock" not in stored:  # the clock's name before 2026-12-06
+        stored = {**stored, "clock": stored["budget"]}
     given = json.loads(json.dumps(asdict(opts)))
     for key, flag in _DEFINING.items():
         if key in stored and key in given and stored[key] != given[key]:

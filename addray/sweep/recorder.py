@@ -126,7 +126,7 @@ class StudyRecorder(tune.Callback):
         return sf.trial_row(
             study=self.study, trial_id=trial.trial_id, name=spec["name"], config=cfg,
             result={"params": spec.get("params", ""), "step": 0, **last}, status=status,
-            seed=spec["seed"], stop_reason=reason, budget=spec.get("budget", ""),
+            seed=spec["seed"], stop_reason=reason, clock=spec.get("clock", spec.get("budget", "")),
             wall_seconds=round(last.get("time_total_s", 0.0), 2), node=last.get("node", ""),
             gpus=resources.get("GPU", 0), gpu_ids=last.get("gpu_ids", ""),
             cpus=resources.get("CPU", 0), retries=retries, error=error,

@@ -47,8 +47,7 @@ from typing import Any
 import numpy as np
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
-UNITS = {"steps": "steps", "examples": "examples", "flops": "FLOPs"}
-REPORT_KEY = {"steps": "step", "examples": "examples", "flops": "flops"}  # in each report
+from addray.core.clock import REPORT_KEY, show_budget
 
 
 def rung_budgets(max_budget: float, grace: float, reduction_factor: int) -> list[float]:
@@ -58,15 +57,6 @@ def rung_budgets(max_budget: float, grace: float, reduction_factor: int) -> list
         rungs.append(t)
         t *= reduction_factor
     return rungs
-
-
-def show_budget(value: float, clock: str) -> str:
-    if clock == "steps":
-        return f"{value:,.0f} steps"
-    if clock == "examples":
-        return f"{value / 1e3:,.0f}K examples" if value >= 1e4 else f"{value:,.0f} examples"
-    return f"{value:.3g} FLOPs"
-
 
 def _rate(unit: Any) -> str:
     """A unit's learning rate as shown (units are (config, rate) in grid studies)."""

@@ -25,6 +25,7 @@ import yaml
 from addray import files
 from addray import study_files as sf
 from addray.core.checkpoint import FILENAME
+from addray.core.clock import show_budget
 from addray.core.model import Transformer, count_parameters
 from addray.sweep.deadline import DeadlineLimiter  # noqa: F401 (pickled studies name it here)
 from addray.sweep.driver import StudyPlan, run_study
@@ -38,7 +39,7 @@ from addray.sweep.options import (
     validate,
 )
 from addray.sweep.optuna_log import STORAGE, OptunaLog
-from addray.sweep.scheduler import RungScheduler, rung_budgets, show_budget
+from addray.sweep.scheduler import RungScheduler, rung_budgets
 from addray.sweep.search_space import OptunaSpace, SearchSpace, load_space
 
 SMOKE_TRIALS = 4  # a search small enough to run end to end in about a minute on 2 cores

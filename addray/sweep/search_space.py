@@ -278,6 +278,6 @@ class OptunaSpace:
         spec = {"label": f"{cfg.name}-lr{lr:.2g}-bs{cfg.training.batch_size}", "name": cfg.name,
                 "study": getattr(self, "study", ""), "seed": 0, "config": cfg.to_dict(),
                 "params": count_parameters(Transformer(cfg.model)), "sample": sample,
-                "budget": "steps", "prune": self.prune,
+                "clock": "steps", "prune": self.prune,
                 "objective": {"threshold": self.space.threshold}}
         return {"trial": spec, **flat_of(spec)}

@@ -23,6 +23,7 @@ from ray import tune
 from ray.tune.trainable.function_trainable import wrap_function
 
 from addray.core.checkpoint import FILENAME
+from addray.core.clock import REPORT_KEY
 from addray.core.config import from_dict
 from addray.core.device import machine
 from addray.core.trainer import train
@@ -109,7 +110,7 @@ def member_pruner(spec: dict[str, Any]) -> Any:
     """The grid's rung rule among a fused trial's own runs (``prune`` of the trial spec:
     its clock, rungs, floor and reduction factor; a setting's seeds judged together), as
     ``fused.train_fused`` takes it; None without pruning."""
-    from addray.sweep.scheduler import REPORT_KEY, RungScheduler
+    from addray.sweep.scheduler import RungScheduler
 
     prune = spec["prune"]
     if not prune.get("on", True) or not prune["rungs"]:

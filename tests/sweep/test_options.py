@@ -29,7 +29,7 @@ TINY = [str(CONFIGS / "phase1_tiny.yaml")]
     ({"gpus_per_trial": 1.5}, "--gpus-per-trial = 1.5: must be a fraction in (0, 1] or a whole"),
     ({"gpus": -1.0}, "--gpus = -1: must be >= 0"),
     ({"metric": "loss"}, "--metric = loss: must be one of exact_match, worst_stratum"),
-    ({"budget": "hours"}, "--budget = hours: must be one of steps, examples, flops"),
+    ({"clock": "hours"}, "--clock = hours: must be one of steps, examples, flops"),
     ({"configs": []}, "at least one config is needed"),
     ({"mlflow": " "}, "--mlflow =  : must be a tracking URI"),
     ({"mlflow": "http://127.0.0.1:9"}, "--mlflow = http://127.0.0.1:9: no tracking server "

@@ -7,8 +7,9 @@ from types import SimpleNamespace
 import pytest
 from ray.tune.schedulers import TrialScheduler
 
+from addray.core.clock import show_budget
 from addray.sweep.grid import group_by_config, unit_by_setting
-from addray.sweep.scheduler import RungScheduler, rung_budgets, show_budget
+from addray.sweep.scheduler import RungScheduler, rung_budgets
 
 CONT, STOP = TrialScheduler.CONTINUE, TrialScheduler.STOP
 
