@@ -38,6 +38,7 @@ def main(argv: list[str]) -> int:
     g.add_argument("--finish", action="store_true", help="end an interrupted search where "
                    "it stands: no new trials; save the best trial so far and confirm it")
     args = p.parse_args(argv)
+    args.address = args.address or cluster.job_address()  # a Ray job joins its cluster
     opts = SearchOptions(space=args.space, trials=args.trials, time_budget_s=args.time_budget,
                          max_concurrent=args.max_concurrent, sampler_seed=args.sampler_seed,
                          confirm_seeds=args.confirm_seeds, finish=args.finish,

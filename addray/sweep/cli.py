@@ -230,6 +230,7 @@ def grid_options(args: argparse.Namespace, presets: dict[str, Preset]) -> SweepO
 def main(study: str, presets: dict[str, Preset], description: str,
          argv: list[str] | None = None) -> int:
     args = parser(study, description, presets).parse_args(argv)
+    args.address = args.address or cluster.job_address()  # a Ray job joins its cluster
     opts = grid_options(args, presets)
     cluster.prefer_loopback(opts.address)
     if args.dry_run:

@@ -13,11 +13,17 @@ any token file it uses private. A driver joining a cluster must present the clus
 token (``~/.ray/auth_token``, ``RAY_AUTH_TOKEN`` or ``RAY_AUTH_TOKEN_PATH``) with
 ``RAY_AUTH_MODE=token``; a refusal says so in one line.
 
+**As a Ray job.** A study submitted with ``ray job submit`` (or the job API, or a KubeRay
+RayJob) runs its driver on the job's cluster: without ``--address`` it joins that
+cluster (``RAY_ADDRESS``, set by the job's supervisor), never a Ray of its own, and the
+job's submission id is said in its first line and kept in study.json.
+
 Ray is imported inside the functions, so that ``prefer_loopback`` can run first.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -31,6 +37,7 @@ from pathlib import Path
 from addray.errors import ClusterError
 
 LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+JOB_CONFIG_ENV = "RAY_JOB_CONFIG_JSON_ENV_VAR"  # what a Ray job's supervisor gives its driver
 
 
 @dataclass
@@ -74,6 +81,28 @@ def private_token(create: bool) -> None:
         pass  # not ours to change (a token shared read-only): leave it
 
 
+def submitted_job() -> str | None:
+    """The submission id of the Ray job this process runs as (``ray job submit``, the job
+    API, a KubeRay RayJob), from the environment the job's supervisor gives its
+    entrypoint; None when it is not run as a job."""
+    raw = os.environ.get(JOB_CONFIG_ENV)
+    if raw is None:
+        return None
+    try:
+        metadata = json.loads(raw).get("metadata") or {}
+    except (ValueError, AttributeError):
+        metadata = {}
+    return str(metadata.get("job_submission_id") or "unnamed")
+
+
+def job_address() -> str | None:
+    """The address of the cluster a submitted job runs on (the supervisor sets
+    RAY_ADDRESS for its entrypoint); None outside a job."""
+    if submitted_job() is None:
+        return None
+    return os.environ.get("RAY_ADDRESS") or "auto"
+
+
 def connect(address: str | None, *, dashboard: bool, dashboard_host: str,
             num_cpus: int | None = None, num_gpus: int | None = None,
             metadata: dict[str, str] | None = None) -> RayHandle:
@@ -89,7 +118,7 @@ def connect(address: str | None, *, dashboard: bool, dashboard_host: str,
     import ray
 
     job = {}
-    if metadata and not os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR"):
+    if metadata and submitted_job() is None:
         job = {"job_config": ray.job_config.JobConfig(metadata=metadata)}
 
     if address is None:

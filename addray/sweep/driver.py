@@ -119,6 +119,9 @@ def _run_locked(opts: SweepOptions, plan: StudyPlan, trainable: Any, study_dir: 
                 "started_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
         if opts.resume:
             info = {**previous, "state": "running", "resumed_with": opts.command}
+        job = cluster.submitted_job()
+        if job is not None:  # the Ray jobs that ran this study, in turn
+            info["ray_jobs"] = [*info.get("ray_jobs", []), job]
         sf.write_study(study_dir, info)
         try:
             rows = _fit(opts, plan, trainable, study_dir, info, handle, gpt, cpt,
@@ -269,6 +272,9 @@ def _announce(opts: SweepOptions, handle: cluster.RayHandle, study_dir: Path, pl
     where = (f"local Ray started for this study (on loopback"
              f"{', token authentication on: README, Security' if token else ''})"
              if handle.started_here else handle.address)
+    job = cluster.submitted_job()
+    if job is not None:
+        where += f" as Ray job {job}"
     count = f"{plan.n_trials} trials" if plan.n_trials else "trials until the time budget ends"
     cpus = f"{cpt:g} CPU{f' + {gpt:g} GPU' if gpt else ''} per trial (its torch threads)"
     if by_runs:

@@ -52,7 +52,8 @@ class Cluster:
 
     def start_head(self, **env: str) -> None:
         """The head on a port Ray picks (--port=0), read back from its temp dir."""
-        temp_dir = self.start("head", "head", RAY_PORT="0", RAY_DASHBOARD_PORT="0", **env)
+        temp_dir = self.start("head", "head", **{"RAY_PORT": "0", "RAY_DASHBOARD_PORT": "0",
+                                                 **env})
         found = Path(temp_dir) / "ray_current_cluster"
         wait_for(lambda: found.exists() and found.read_text().strip() != "", 90,
                  f"the head's address in {found}\n{self.tail()}")
