@@ -10,14 +10,17 @@ torch, so results copied off a cluster can be reported on a laptop.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
-from addray import cli
+from addray import cli, store
 
 
 def main(argv: list[str] | None = None) -> int:
     p = cli.Parser(prog="python -m addray.report", description=__doc__.split("\n\n")[1])
-    p.add_argument("results", help="results folder (holding study folders) or one study")
-    p.add_argument("--out", help="output folder (default: the results folder)")
+    p.add_argument("results", help="results folder (holding study folders) or one study; "
+                   "or its s3:// URI (its files are fetched first)")
+    p.add_argument("--out", help="output folder (default: the results folder; for an "
+                   "s3:// URI, ./report)")
     p.add_argument("--format", choices=["md", "html"], default="md",
                    help="md writes report.md; html writes report.html too")
     args = p.parse_args(argv)
@@ -25,7 +28,15 @@ def main(argv: list[str] | None = None) -> int:
         cli.output_folder(args.out)
     from addray.analysis.report import build  # after the options: --help stays fast
 
-    path, summary = build(args.results, args.out, args.format)
+    results = args.results
+    if store.is_uri(results):  # object storage: its studies' files into a local folder
+        import tempfile
+
+        fetched = Path(tempfile.mkdtemp(prefix="addray-report-"))
+        store.fetch_studies(store.Location.parse(results, "results"), fetched)
+        results = str(fetched)
+        args.out = args.out or str(cli.output_folder("report"))
+    path, summary = build(results, args.out, args.format)
     print("\n".join(summary))
     print(f"wrote {path}" + (f" and {path.with_suffix('.html')}" if args.format == "html"
                               else ""))

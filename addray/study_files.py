@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from addray import files, names
+from addray import files, names, store
 from addray.errors import ConfigError
 
 TRIAL_COLUMNS = [
@@ -84,9 +84,22 @@ CENSORED_STATUSES = ("pruned", "time_limit")
 EVIDENCE = "reference"
 
 
+def study_location(results: str | Path, study: str) -> str:
+    """Where a study lives, as study.json records it: RESULTS/STUDY's absolute path, or
+    its URI on object storage."""
+    if store.is_uri(results):
+        return store.Location.parse(str(results)).child(study).uri
+    return str(study_folder(results, study))
+
+
 def study_folder(results: str | Path, study: str) -> Path:
     """RESULTS/STUDY as an absolute path; the study name must be a plain name, so that
-    nothing is written outside the results folder, and the folder may not be a link."""
+    nothing is written outside the results folder, and the folder may not be a link. On
+    object storage (``--results s3://...``): this process's local copy of it."""
+    if store.is_uri(results):
+        if not names.is_name(study):
+            raise ConfigError(f"--study {show_name(study)}: {names.RULE}")
+        return store.local_copy(store.Location.parse(str(results)).child(study))
     if not names.is_name(study):
         raise ConfigError(f"--study {show_name(study)}: {names.RULE}")
     if study == EVIDENCE:

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from addray import files, stops
+from addray import files, stops, store
 from addray import study_files as sf
 from addray.errors import CheckpointError, ClusterError, StudyError
 from addray.sweep import cluster, resources, tune_state
@@ -54,9 +54,87 @@ def run_study(opts: SweepOptions, plan: StudyPlan, trainable: Any = None) -> lis
     """Run (or resume) a study whose options ``validate`` passed; return trials.csv's
     rows. ``trainable`` replaces the trial function (tests inject crashes with it)."""
     study_dir = sf.study_folder(opts.results, opts.study)
+    if store.is_uri(opts.results):  # object storage: a local copy, put back file by file
+        location = store.Location.parse(opts.results).child(opts.study)
+        with store.ObjectLock(location, f"study '{opts.study}' ({location.plain})"):
+            store.Store(location).pull(study_dir)
+            previous = check_state(opts, study_dir)
+            return _run_locked(opts, plan, trainable, study_dir, previous)
     with files.FolderLock(study_dir, f"study '{opts.study}' ({study_dir})"):
         previous = check_state(opts, study_dir)
         return _run_locked(opts, plan, trainable, study_dir, previous)
+
+
+def shown_location(opts: SweepOptions, study_dir: Path) -> str:
+    """Where the study's results are, as printed: its folder, or its URI (no query)."""
+    if store.is_uri(opts.results):
+        return store.Location.parse(opts.results).child(opts.study).plain
+    return str(study_dir)
+
+
+def write_study(opts: SweepOptions, study_dir: Path, info: dict[str, Any]) -> None:
+    """study.json, put to object storage too when the study is there."""
+    sf.write_study(study_dir, info)
+    store.push_file(opts.results, opts.study, study_dir / "study.json")
+
+
+def _check_remote_tune(opts: SweepOptions, study_dir: Path) -> None:
+    """A resume from object storage: Tune's tuner.pkl there, whole (else Tune would start
+    the study's trials over). The experiment's other state Tune reads and checks itself;
+    a damaged checkpoint fails its trial, named."""
+    location = store.Location.parse(opts.results).child(opts.study).child("tune")
+    local = study_dir / ".tune-check" / "tuner.pkl"
+    found = store.Store(location).get("tuner.pkl", local)
+    started = bool(sf.read_trials(study_dir) or sf.read_curves(study_dir))
+    if not found and started:
+        raise StudyError(f"{location.plain}/tuner.pkl: missing, so Tune cannot restore the "
+                         f"study's trials (a resume would start them all over); "
+                         f"{tune_state.RESTART}")
+    if found and not tune_state.readable(local):
+        raise StudyError(f"{location.plain}/tuner.pkl: cut short or damaged (not a whole "
+                         f"pickle); {tune_state.RESTART}")
+    for line in _repoint_remote_checkpoints(store.Store(location), local.parent):
+        print(f"addray: {line}")
+
+
+def _repoint_remote_checkpoints(tune: store.Store, scratch: Path) -> list[str]:
+    """``tune_state.restore_checkpoints`` on object storage: a checkpoint the newest
+    experiment state names but Tune had deleted for a later one when the driver died
+    gets that later one's objects, so the trial resumes from its newest checkpoint."""
+    keys = tune.listing()
+    prefix = f"{tune.location.key}/"
+    names = sorted(k[len(prefix):] for k in keys if k.startswith(prefix))
+    states = [n for n in names if "/" not in n and n.startswith("experiment_state-")]
+    if not states or not tune.get(states[-1], scratch / states[-1]):
+        return []
+    repairs = []
+    for trial, wanted in sorted(tune_state.checkpoints_named(scratch / states[-1]).items()):
+        held = {n.split("/")[1] for n in names if n.startswith(f"{trial}/")
+                and n.count("/") >= 2 and tune_state.CHECKPOINT.fullmatch(n.split("/")[1])}
+        if not any(n.startswith(f"{trial}/") for n in names):
+            continue  # a trial Tune had not started yet when the state was saved
+        for name in sorted(wanted - held):
+            later = [h for h in held if tune_state.index(h) > tune_state.index(name)]
+            if not later:
+                raise StudyError(
+                    f"{tune.location.plain}/{trial}/{name}: Tune's saved state resumes "
+                    f"trial {trial} from this checkpoint, which is gone, and no later "
+                    f"checkpoint is beside it; {tune_state.RESTART}")
+            source = max(later, key=tune_state.index)
+            tune.copy_folder(f"{trial}/{source}", f"{trial}/{name}")
+            repairs.append(f"{tune.location.plain}/{trial}/{name}: Tune had deleted it for "
+                           f"{source} when the driver stopped; {source} copied there, so "
+                           f"trial {trial} resumes from its newest checkpoint")
+    return repairs
+
+
+def tune_storage(opts: SweepOptions, study_dir: Path) -> tuple[str, Any]:
+    """Where Tune keeps the experiment's parent folder, and the filesystem (None: the
+    local disk): on object storage, the study's folder there."""
+    if store.is_uri(opts.results):
+        location = store.Location.parse(opts.results).child(opts.study)
+        return location.path, location.filesystem()
+    return str(study_dir), None
 
 
 def _run_locked(opts: SweepOptions, plan: StudyPlan, trainable: Any, study_dir: Path,
@@ -69,7 +147,9 @@ def _run_locked(opts: SweepOptions, plan: StudyPlan, trainable: Any, study_dir: 
 
     remove_stale_work_dirs()
     tune_dir = study_dir / "tune"
-    if opts.resume:
+    if opts.resume and store.is_uri(opts.results):
+        _check_remote_tune(opts, study_dir)
+    elif opts.resume:
         started = bool(sf.read_trials(study_dir) or sf.read_curves(study_dir))
         tune_state.check_restorable(tune_dir, started)
         if tune_dir.is_dir():
@@ -108,7 +188,8 @@ def _run_locked(opts: SweepOptions, plan: StudyPlan, trainable: Any, study_dir: 
         cluster.check_cpus(max([cpt, *by_runs.values()]))
         study_dir.mkdir(parents=True, exist_ok=True)
         info = {"study": opts.study, "command": opts.command, "state": "running",
-                "folder": str(study_dir), "trials": plan.n_trials, "options": asdict(opts),
+                "folder": sf.study_location(opts.results, opts.study),
+                "trials": plan.n_trials, "options": asdict(opts),
                 # what every trial's config got on top of its file: the set's recipe as
                 # --smoke-test, --max-steps, --check-every and --set changed it
                 "overrides_applied": command_overrides(opts),
@@ -122,19 +203,22 @@ def _run_locked(opts: SweepOptions, plan: StudyPlan, trainable: Any, study_dir: 
         job = cluster.submitted_job()
         if job is not None:  # the Ray jobs that ran this study, in turn
             info["ray_jobs"] = [*info.get("ray_jobs", []), job]
-        sf.write_study(study_dir, info)
+        write_study(opts, study_dir, info)
         try:
             rows = _fit(opts, plan, trainable, study_dir, info, handle, gpt, cpt,
                         max_concurrent, by_runs)
         except BaseException:
             # whatever ended the driver (Ctrl-C, a signal, a full disk), the study is not
             # left marked running: --resume continues it
-            sf.write_study(study_dir, {**info, "state": "interrupted"})
+            try:
+                write_study(opts, study_dir, {**info, "state": "interrupted"})
+            except StudyError:
+                pass  # the store is gone: the error that ended the study is the one said
             raise
     finally:
         cluster.shutdown(handle)
         remove_stale_work_dirs()
-    print_summary(rows, study_dir)
+    print_summary(rows, shown_location(opts, study_dir))
     return rows
 
 
@@ -149,7 +233,6 @@ def _fit(opts: SweepOptions, plan: StudyPlan, trainable: Any, study_dir: Path,
     from addray.sweep.tensorboard import StepTensorBoard
     from addray.sweep.trainable import NamedTrial
 
-    tune_dir = study_dir / "tune"
     _announce(opts, handle, study_dir, plan, gpt, cpt, max_concurrent, by_runs)
 
     def by_members(config: dict[str, Any]) -> Any:  # a trial's CPUs by the runs it holds
@@ -160,16 +243,18 @@ def _fit(opts: SweepOptions, plan: StudyPlan, trainable: Any, study_dir: Path,
                              by_members if by_runs else {"cpu": cpt, "gpu": gpt})
     if trainable is None:  # the dashboard's Class column: not "with_resources.<locals>..."
         fn.__name__ = fn.__qualname__ = "AddrayTrial"
-    if opts.resume and tune.Tuner.can_restore(str(tune_dir)):
+    parent, filesystem = tune_storage(opts, study_dir)
+    if opts.resume and tune.Tuner.can_restore(f"{parent}/tune", storage_filesystem=filesystem):
         # the scheduler, the recorder and a searcher's state come back with it
-        tuner = tune.Tuner.restore(str(tune_dir), trainable=fn, resume_unfinished=True,
-                                   resume_errored=True)
+        tuner = tune.Tuner.restore(f"{parent}/tune", trainable=fn, resume_unfinished=True,
+                                   resume_errored=True, storage_filesystem=filesystem)
     else:
         # trials that fit at once: the GPU cap, else CPUs / CPUs per trial
         slots = max_concurrent or max(1, math.floor(cluster.total_cpus() / cpt + 1e-9))
         recorder = StudyRecorder(str(study_dir), opts.study,
                                  plan.scheduler if isinstance(plan.scheduler,
-                                                              RungScheduler) else None)
+                                                              RungScheduler) else None,
+                                 results=opts.results if store.is_uri(opts.results) else None)
         callbacks = [recorder, StepTensorBoard(), *plan.callbacks]
         if opts.mlflow:
             from addray.sweep.mlflow_log import MlflowLog
@@ -186,7 +271,12 @@ def _fit(opts: SweepOptions, plan: StudyPlan, trainable: Any, study_dir: Path,
     logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
     # interrupted, Tune advises `Tuner.restore(...)`; addray says how to resume its way
     logging.getLogger("ray.tune.tune").addFilter(_not_tunes_resume_advice)
-    grid = tuner.fit()
+    try:
+        grid = tuner.fit()
+    except Exception:
+        if store.FAILED is not None:  # a put to object storage failed in a callback
+            raise store.FAILED from None
+        raise
     # Tune answers Ctrl-C by stopping and returning: count what trials.csv holds as
     # finished (a searcher's grid only knows the trials it has started so far)
     rows = sf.read_trials(study_dir)
@@ -196,7 +286,7 @@ def _fit(opts: SweepOptions, plan: StudyPlan, trainable: Any, study_dir: Path,
     expected = plan.n_runs or plan.n_trials
     done = (grid.num_terminated + grid.num_errors == len(grid)
             and ((expected and len(ended) >= expected) or budget))
-    sf.write_study(study_dir, {**info, "state": "finished" if done else "interrupted",
+    write_study(opts, study_dir, {**info, "state": "finished" if done else "interrupted",
                                "errored": errored})
     if not done:
         print("addray: study interrupted; continue it with the same command and --resume")
@@ -250,8 +340,9 @@ def make_run_config(tune: Any, opts: SweepOptions, study_dir: Path, callbacks: l
                         "worst_stratum": "worst stratum", "best_exact_match": "best so far",
                         **columns, "status": "run status"},
         max_report_frequency=15, print_intermediate_tables=True)
+    parent, filesystem = tune_storage(opts, study_dir)
     return tune.RunConfig(
-        name="tune", storage_path=str(study_dir), callbacks=callbacks,
+        name="tune", storage_path=parent, storage_filesystem=filesystem, callbacks=callbacks,
         progress_reporter=reporter, verbose=1,
         failure_config=tune.FailureConfig(max_failures=opts.max_failures),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=1))
@@ -283,8 +374,10 @@ def _announce(opts: SweepOptions, handle: cluster.RayHandle, study_dir: Path, pl
             for k, c in sorted(by_runs.items(), reverse=True))
     print(f"addray: study '{opts.study}', {count} on {where}; {cpus}"
           f"{f', at most {max_concurrent} at once' if max_concurrent else ''}")
-    print(f"addray: results in {study_dir}/ (trials.csv, curves.csv, tune/); TensorBoard: "
-          f"tensorboard --logdir {study_dir / 'tune'}")
+    board = ("" if store.is_uri(opts.results)  # the event files are in tune/ there
+             else f"; TensorBoard: tensorboard --logdir {study_dir / 'tune'}")
+    print(f"addray: results in {shown_location(opts, study_dir)}/ (trials.csv, curves.csv, "
+          f"tune/){board}")
     print(f"addray: {plan.pruning}")
     if handle.dashboard_url:
         print(f"addray: Ray dashboard at {handle.dashboard_url} (token from "
@@ -294,7 +387,8 @@ def _announce(opts: SweepOptions, handle: cluster.RayHandle, study_dir: Path, pl
     sys.stdout.flush()
 
 
-def print_summary(rows: list[dict[str, str]], study_dir: Path) -> None:
+def print_summary(rows: list[dict[str, str]], study_dir: Path | str) -> None:
+    """The study's table of trials; ``study_dir``: where it is (a folder or a URI)."""
     if not rows:
         print(f"addray: no trial finished; results in {study_dir}")
         return
@@ -314,7 +408,7 @@ def print_summary(rows: list[dict[str, str]], study_dir: Path) -> None:
               f"{pct(r.get('worst_stratum', '')):>7} {pct(r.get('edge_cases', '')):>7}")
     errored = sum(r["status"] == "errored" for r in rows)
     screened = sum(unrun(r) for r in rows)
-    print(f"addray: {len(rows)} trials recorded in {study_dir / 'trials.csv'}"
+    print(f"addray: {len(rows)} trials recorded in {study_dir}/trials.csv"
           + (f"; {screened} screened out, never started (their config's first seed ended "
              f"best at another rate)" if screened else "")
           + (f"; {errored} errored (see their error column)" if errored else ""))

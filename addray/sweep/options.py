@@ -251,16 +251,16 @@ def check_state(opts: SweepOptions, study_dir: Path) -> dict[str, Any]:
                          f"continue it or --study NAME for a new one")
     if opts.resume:
         _check_same_study(opts, study_dir, info)
-        _check_same_folder(study_dir, info)
+        _check_same_folder(study_dir, sf.study_location(opts.results, opts.study), info)
     return info
 
 
-def _check_same_folder(study_dir: Path, info: dict[str, Any]) -> None:
+def _check_same_folder(study_dir: Path, location: str, info: dict[str, Any]) -> None:
     """A study resumes only in the folder it was started in: Tune's saved state and the
     study's recorder hold that folder's path, so a copy resumed elsewhere would write
-    into the original (without holding its lock)."""
+    into the original (without holding its lock). On object storage: its URI."""
     folder = info.get("folder")
-    if isinstance(folder, str) and folder != str(study_dir):
+    if isinstance(folder, str) and folder != location:
         raise StudyError(
             f"{study_dir / 'study.json'}: this study was started in {folder} and copied or "
             f"moved here; resume it there (move it back), or start a new --study here")

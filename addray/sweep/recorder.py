@@ -8,7 +8,7 @@ from typing import Any
 
 from ray import tune
 
-from addray import files
+from addray import files, store
 from addray import study_files as sf
 from addray.sweep.scheduler import RungScheduler
 
@@ -36,10 +36,26 @@ class StudyRecorder(tune.Callback):
     trial was pruned comes from the study's scheduler (``RungScheduler.stop_note``).
     """
 
-    def __init__(self, study_dir: str, study: str, scheduler: RungScheduler | None = None):
-        self.study_dir = Path(study_dir)
+    def __init__(self, study_dir: str, study: str, scheduler: RungScheduler | None = None,
+                 results: str | None = None):
+        self._study_dir = Path(study_dir)
         self.study = study
         self.scheduler = scheduler
+        self.results = results  # on object storage: its URI (the folder is a local copy)
+
+    @property
+    def study_dir(self) -> Path:
+        """The study folder this driver writes: on object storage this process's local
+        copy (a resumed driver's recorder is unpickled from the one that started it)."""
+        results = getattr(self, "results", None)
+        if results is not None and store.is_uri(results):
+            return sf.study_folder(results, self.study)
+        return getattr(self, "_study_dir", None) or self.__dict__["study_dir"]
+
+    def _push(self, path: Path) -> None:
+        results = getattr(self, "results", None)
+        if results is not None:
+            store.push_file(results, self.study, path)
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict,
                         **info: Any) -> None:
@@ -48,7 +64,7 @@ class StudyRecorder(tune.Callback):
             for k, m in enumerate(result.get("members") or []):
                 if m and m.get("fresh") == result.get("step"):
                     member = spec["members"][k]
-                    files.append_csv(sf.curves_csv(self.study_dir), sf.CURVE_COLUMNS, {
+                    self._append_curve({
                         **m, "study": self.study, "trial_id": member_id(trial.trial_id, k),
                         "config": member["name"], "seed": member["seed"],
                         "lr": member["config"]["training"]["learning_rate"],
@@ -64,7 +80,11 @@ class StudyRecorder(tune.Callback):
                "config": spec["name"], "seed": spec["seed"],
                "lr": spec["config"]["training"]["learning_rate"], "lr_now": result.get("lr"),
                "strata": sf.json_cell(result.get("strata"))}
+        self._append_curve(row)
+
+    def _append_curve(self, row: dict[str, Any]) -> None:
         files.append_csv(sf.curves_csv(self.study_dir), sf.CURVE_COLUMNS, row)
+        self._push(sf.curves_csv(self.study_dir))
 
     def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         for row in self._rows(trial, "running", retries_delta=1):
@@ -140,3 +160,4 @@ class StudyRecorder(tune.Callback):
             return  # a finished trial's row is kept as it is (a resumed study may replay it)
         rows[row["trial_id"]] = row
         files.write_csv(sf.trials_csv(self.study_dir), sf.TRIAL_COLUMNS, list(rows.values()))
+        self._push(sf.trials_csv(self.study_dir))

@@ -22,11 +22,12 @@ from typing import Any
 
 import yaml
 
-from addray import files
+from addray import files, store
 from addray import study_files as sf
 from addray.core.checkpoint import FILENAME
 from addray.core.clock import show_budget
 from addray.core.model import Transformer, count_parameters
+from addray.errors import ConfigError
 from addray.sweep.deadline import DeadlineLimiter  # noqa: F401 (pickled studies name it here)
 from addray.sweep.driver import StudyPlan, run_study
 from addray.sweep.grid import run_grid
@@ -98,6 +99,11 @@ def plan_search(opts: SearchOptions, study_dir: Path) -> StudyPlan:
 
 def run_search(opts: SearchOptions, trainable: Any = None) -> list[dict[str, str]]:
     """Run (or resume) a search; then save the best trial and confirm it with more seeds."""
+    if store.is_uri(opts.results):
+        raise ConfigError(f"--results {opts.results}: a search keeps its Optuna storage and "
+                          f"its best model in the study's folder, so it needs a folder "
+                          f"(shared by every node on a cluster); object storage is for "
+                          f"phase1.py and phase2.py")
     study_dir = validate(opts)
     if opts.finish:
         return finish_search(opts, study_dir, trainable)

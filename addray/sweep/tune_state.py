@@ -193,13 +193,13 @@ def restore_checkpoints(tune_dir: Path, named: dict[str, set[str]]) -> list[str]
                 continue
             later = [p for p in folder.iterdir()
                      if p.is_dir() and CHECKPOINT.fullmatch(p.name)
-                     and _index(p.name) > _index(name)]
+                     and index(p.name) > index(name)]
             if not later:
                 raise StudyError(
                     f"{target}: Tune's saved state resumes trial {trial} from this "
                     f"checkpoint, which is gone, and no later checkpoint is beside it; "
                     f"{RESTART}")
-            source = max(later, key=lambda p: _index(p.name))
+            source = max(later, key=lambda p: index(p.name))
             partial = folder / f".{name}.copying"
             shutil.rmtree(partial, ignore_errors=True)
             shutil.copytree(source, partial)
@@ -211,7 +211,8 @@ def restore_checkpoints(tune_dir: Path, named: dict[str, set[str]]) -> list[str]
     return repairs
 
 
-def _index(name: str) -> int:
+def index(name: str) -> int:
+    """A checkpoint folder's number (``checkpoint_000003``: 3)."""
     return int(CHECKPOINT.fullmatch(name).group(1))
 
 

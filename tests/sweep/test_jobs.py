@@ -67,7 +67,7 @@ def test_a_study_submitted_as_a_ray_job_is_listed_stopped_and_resumed(tmp_path,
         results = tmp_path / "results"
         study = results / "phase1"
         command = (f"cd {ROOT} && {sys.executable} sweeps/phase1.py --smoke-test "
-                   f"--configs reference --results {results} --max-steps 400 --no-prune "
+                   f"--configs reference --results {results} --max-steps 200 --no-prune "
                    f"--set training.early_stopping=null --cpus-per-trial 1")
         first = client.submit_job(entrypoint=command, submission_id="phase1-first")
         listed = {j.submission_id: j for j in client.list_jobs()}
@@ -96,7 +96,7 @@ def test_a_study_submitted_as_a_ray_job_is_listed_stopped_and_resumed(tmp_path,
         ids = [r["trial_id"] for r in trials]
         assert len(ids) == len(set(ids)) == info["trials"] and ended <= set(ids)
         assert {r["status"] for r in trials} == {"completed"}, trials
-        assert all(int(r["steps"]) == 400 for r in trials)
+        assert all(int(r["steps"]) == 200 for r in trials)
         # (drivers that joined without the job API, such as `cluster wait`, have no id)
         statuses = {j.submission_id: str(j.status.value) for j in client.list_jobs()
                     if j.submission_id}
