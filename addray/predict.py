@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from addray import cli, files
+from addray import cli, files, store
 from addray.core.checkpoint import load_model
 from addray.core.decode import greedy_decode
 from addray.core.device import resolve_device
@@ -62,11 +62,13 @@ def main(argv: list[str] | None = None) -> int:
         description="Print a trained model's answer to A + B (greedy decoding). With --file, "
                     "read lines 'A B' and print one answer per line; '?' marks output that "
                     "is not a well-formed number.")
-    p.add_argument("checkpoint", help="checkpoint.pt (or the folder holding it)")
+    p.add_argument("checkpoint", help="checkpoint.pt (or the folder holding it), "
+                   "also as an s3:// URI")
     p.add_argument("operands", nargs="*", type=int, metavar="A B")
     p.add_argument("--file", help="file of lines 'A B'")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     args = p.parse_args(argv)
+    args.checkpoint = store.local_checkpoint(args.checkpoint)  # s3://: fetched first
     if args.file is None and len(args.operands) != 2:
         p.error("give two operands A B, or --file PAIRS")
     if args.file is not None and args.operands:

@@ -232,6 +232,24 @@ def fetch_studies(location: Location, local_root: Path) -> int:
     return n
 
 
+def local_checkpoint(path: str) -> str:
+    """A checkpoint to read: ``path`` itself, or for an s3:// URI (a ``.pt`` object, or a
+    folder holding ``checkpoint.pt``) a local copy of it, removed when this process ends."""
+    if not is_uri(path):
+        return path
+    location = Location.parse(path, "checkpoint")
+    key, _, name = location.key.rpartition("/")
+    if not name.endswith(".pt"):
+        key, name = location.key, "checkpoint.pt"
+    folder = Location(location.uri, location.bucket, key, location.endpoint, location.scheme)
+    scratch = Path(tempfile.mkdtemp(prefix="addray-checkpoint-"))
+    atexit.register(shutil.rmtree, scratch, True)
+    if not Store(folder).get(name, scratch / name):
+        raise StudyError(f"{location.plain}: no such checkpoint object "
+                         f"(s3://{location.bucket}/{key + '/' if key else ''}{name})")
+    return str(scratch / name)
+
+
 def push_file(results: str, study: str, path: Path) -> None:
     """Put a file of study ``study`` whole to its object storage (nothing for a local
     results folder)."""

@@ -13,14 +13,15 @@ from __future__ import annotations
 import json
 import sys
 
-from addray import cli
+from addray import cli, store
 from addray.core.device import resolve_device
 from addray.core.verify import DEFAULT_BOUNDARY, DEFAULT_SEED, DEFAULT_UNIFORM, render, verify
 
 
 def main(argv: list[str] | None = None) -> int:
     p = cli.Parser(prog="python -m addray.verify", description=__doc__.split("\n\n")[1])
-    p.add_argument("checkpoint", help="checkpoint.pt (or the folder holding it)")
+    p.add_argument("checkpoint", help="checkpoint.pt (or the folder holding it), "
+                   "also as an s3:// URI")
     p.add_argument("--uniform", type=cli.bounded(int, 1, 1_000_000), default=DEFAULT_UNIFORM,
                    help="uniform pairs to test")
     p.add_argument("--seed", type=cli.bounded(int, 0, 2**32 - 1), default=DEFAULT_SEED,
@@ -30,6 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     args = p.parse_args(argv)
+    args.checkpoint = store.local_checkpoint(args.checkpoint)  # s3://: fetched first
     resolve_device(args.device, "--device")
     verdict = verify(args.checkpoint, args.uniform, args.seed, args.device, args.boundary)
     print(json.dumps(verdict.to_dict(), indent=2) if args.json else render(verdict))

@@ -252,3 +252,24 @@ def test_a_checkpoint_deleted_before_the_state_naming_its_successor_is_replaced_
     with pytest.raises(StudyError, match="checkpoint_000003: Tune's saved state resumes"):
         _repoint_remote_checkpoints(store.Store(store.Location.parse(uri).child("t")
                                                 .child("tune")), tmp_path / "scratch3")
+
+
+def test_verify_and_predict_read_a_checkpoint_in_a_bucket(s3, tmp_path):
+    uri, client = s3
+    weights = ROOT / "results" / "reference" / "smallest" / "seed0.pt"
+    client.put_object(Bucket=BUCKET, Key="results/m/seed0.pt", Body=weights.read_bytes())
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    base, query = uri.split("?")
+    predict = subprocess.run([sys.executable, "-m", "addray.predict",
+                              f"{base}/m/seed0.pt?{query}", "123", "877"], cwd=tmp_path,
+                             env=env, capture_output=True, text=True, timeout=300)
+    assert predict.returncode == 0, predict.stderr[-2000:]
+    assert predict.stdout.strip().splitlines()[-1] == "1000"
+    verify = subprocess.run([sys.executable, "-m", "addray.verify", f"{base}/m/seed0.pt?{query}",
+                             "--uniform", "200", "--boundary", "50"], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert verify.returncode in (0, 1) and "edge" in verify.stdout.lower(), verify.stderr
+    missing = subprocess.run([sys.executable, "-m", "addray.verify", f"{base}/m?{query}"],
+                             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert missing.returncode == 2
+    assert "no such checkpoint object" in missing.stderr.strip().splitlines()[-1]
