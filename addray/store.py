@@ -2,10 +2,11 @@
 
 Tune writes its experiment and every trial's checkpoints there itself (its
 ``storage_path`` through pyarrow's S3 filesystem): workers upload, no node needs a shared
-disk. addray's own files (study.json, trials.csv, curves.csv) are written by the driver
-to a local copy of the study folder and each is then put whole, as one object: an object
-store has no rename, but a PUT replaces an object atomically (a reader sees the old
-object or the new one, never a part), so no reader ever sees a half-written file. A
+disk. addray's own files (study.json, trials.csv, curves.csv; a search's optuna.db and
+models) are written by the driver to a local copy of the study folder and each is then
+put whole, as one object: an object store has no rename, but a PUT replaces an object
+atomically (a reader sees the old object or the new one, never a part), so no reader
+ever sees a half-written file. A
 resumed driver, on any machine, first gets them back. One driver holds a study: its lock
 is an object created with a conditional PUT (``If-None-Match: *``, which S3 and the
 S3-compatible stores answer 412 if it exists), refreshed while the driver runs, and taken
@@ -36,6 +37,7 @@ from urllib.parse import parse_qs, urlsplit
 from addray.errors import ConfigError, StudyError
 
 FILES = ("study.json", "trials.csv", "curves.csv")  # what the driver writes, put whole
+PULLED = (*FILES, "optuna.db")  # what a driver gets back first (a search's history too)
 LOCK = ".addray-lock.json"
 STALE_S = 120.0  # a lock not refreshed for this long is taken over
 REFRESH_S = 20.0
@@ -151,8 +153,8 @@ class Store:
             raise StudyError(f"{self.location.plain}/{name}: cannot read it "
                              f"({_first_line(exc)})") from None
         except BotoCoreError as exc:
-            raise StudyError(f"{self.location.plain}/{name}: cannot read it "
-                             f"({_first_line(exc)})") from None
+            raise StudyError(f"{self.location.plain}/{name}: cannot reach the store to "
+                             f"read it ({_first_line(exc)})") from None
         local.parent.mkdir(parents=True, exist_ok=True)
         local.write_bytes(body)
         return True
@@ -175,7 +177,7 @@ class Store:
 
     def pull(self, local_dir: Path) -> list[str]:
         """Get addray's files of this study into ``local_dir``; the names found."""
-        return [n for n in FILES if self.get(n, local_dir / n)]
+        return [n for n in PULLED if self.get(n, local_dir / n)]
 
     def copy_folder(self, source: str, target: str) -> None:
         """Copy every object under ``source/`` to the same name under ``target/`` (names
@@ -209,8 +211,10 @@ def local_copy(location: Location) -> Path:
     made once per process and study (a driver's files are written there, then put)."""
     if location.uri not in _COPIES:
         digest = sha256(location.uri.encode()).hexdigest()[:12]
-        _COPIES[location.uri] = Path(tempfile.mkdtemp(prefix=f"addray-{digest}-"))
-        atexit.register(shutil.rmtree, _COPIES[location.uri], True)
+        folder = Path(tempfile.mkdtemp(prefix=f"addray-{digest}-"))
+        atexit.register(shutil.rmtree, folder, True)
+        Store(location).pull(folder)  # what the study holds so far (a driver pulls again
+        _COPIES[location.uri] = folder  # under its lock)
     return _COPIES[location.uri]
 
 
@@ -248,6 +252,21 @@ def local_checkpoint(path: str) -> str:
         raise StudyError(f"{location.plain}: no such checkpoint object "
                          f"(s3://{location.bucket}/{key + '/' if key else ''}{name})")
     return str(scratch / name)
+
+
+def checkpoint_of(results: str, study: str, trial_id: str, local_dir: Path) -> Path | None:
+    """A trial's newest checkpoint.pt in the study's Tune folder on object storage,
+    fetched into ``local_dir``; None if it left none."""
+    tune = Store(Location.parse(results).child(study).child("tune"))
+    prefix = f"{tune.location.key}/"
+    found = sorted(k[len(prefix):] for k in tune.listing()
+                   if k.endswith("/checkpoint.pt") and k[len(prefix):].count("/") == 2
+                   and k[len(prefix):].split("/")[0].endswith(f"_{trial_id}"))
+    if not found:
+        return None
+    target = local_dir / ".fetched" / found[-1]
+    tune.get(found[-1], target)
+    return target
 
 
 def push_file(results: str, study: str, path: Path) -> None:

@@ -9,11 +9,13 @@ A study's files are described in ``addray.study_files``.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,15 +56,23 @@ def run_study(opts: SweepOptions, plan: StudyPlan, trainable: Any = None) -> lis
     """Run (or resume) a study whose options ``validate`` passed; return trials.csv's
     rows. ``trainable`` replaces the trial function (tests inject crashes with it)."""
     study_dir = sf.study_folder(opts.results, opts.study)
+    with study_lock(opts, study_dir):
+        previous = check_state(opts, study_dir)
+        return _run_locked(opts, plan, trainable, study_dir, previous)
+
+
+@contextlib.contextmanager
+def study_lock(opts: SweepOptions, study_dir: Path) -> Iterator[None]:
+    """One driver per study: a lock file in its folder, or on object storage a lock
+    object (the local copy is then refreshed from the store under it)."""
     if store.is_uri(opts.results):  # object storage: a local copy, put back file by file
         location = store.Location.parse(opts.results).child(opts.study)
         with store.ObjectLock(location, f"study '{opts.study}' ({location.plain})"):
             store.Store(location).pull(study_dir)
-            previous = check_state(opts, study_dir)
-            return _run_locked(opts, plan, trainable, study_dir, previous)
+            yield
+        return
     with files.FolderLock(study_dir, f"study '{opts.study}' ({study_dir})"):
-        previous = check_state(opts, study_dir)
-        return _run_locked(opts, plan, trainable, study_dir, previous)
+        yield
 
 
 def shown_location(opts: SweepOptions, study_dir: Path) -> str:

@@ -27,9 +27,8 @@ from addray import study_files as sf
 from addray.core.checkpoint import FILENAME
 from addray.core.clock import show_budget
 from addray.core.model import Transformer, count_parameters
-from addray.errors import ConfigError
 from addray.sweep.deadline import DeadlineLimiter  # noqa: F401 (pickled studies name it here)
-from addray.sweep.driver import StudyPlan, run_study
+from addray.sweep.driver import StudyPlan, run_study, study_lock, write_study
 from addray.sweep.grid import run_grid
 from addray.sweep.options import (
     CONFIRM_SUFFIX,
@@ -91,7 +90,8 @@ def plan_search(opts: SearchOptions, study_dir: Path) -> StudyPlan:
         pruning=f"pruning on search_score ({opts.metric}), rungs at "
               f"{', '.join(show_budget(r, 'steps') for r in rungs) or 'none'}",
         columns={"search_score": "score"}, largest_model=largest, objective="search_score",
-        callbacks=[OptunaLog(str(study_dir), opts.study, space, opts.metric)],
+        callbacks=[OptunaLog(str(study_dir), opts.study, space, opts.metric,
+                             results=opts.results if store.is_uri(opts.results) else None)],
         info={"kind": "search", "space": str(Path(opts.space).resolve()),
               "threshold": space.threshold, "metric": opts.metric,
               "confirm_study": confirm_study(opts.study), "storage": STORAGE})
@@ -99,11 +99,6 @@ def plan_search(opts: SearchOptions, study_dir: Path) -> StudyPlan:
 
 def run_search(opts: SearchOptions, trainable: Any = None) -> list[dict[str, str]]:
     """Run (or resume) a search; then save the best trial and confirm it with more seeds."""
-    if store.is_uri(opts.results):
-        raise ConfigError(f"--results {opts.results}: a search keeps its Optuna storage and "
-                          f"its best model in the study's folder, so it needs a folder "
-                          f"(shared by every node on a cluster); object storage is for "
-                          f"phase1.py and phase2.py")
     study_dir = validate(opts)
     if opts.finish:
         return finish_search(opts, study_dir, trainable)
@@ -123,12 +118,12 @@ def run_search(opts: SearchOptions, trainable: Any = None) -> list[dict[str, str
 def finish_search(opts: SearchOptions, study_dir: Path,
                   trainable: Any = None) -> list[dict[str, str]]:
     """End an interrupted (or finished) search as it stands: no new trials."""
-    with files.FolderLock(study_dir, f"study '{opts.study}' ({study_dir})"):
+    with study_lock(opts, study_dir):
         info = check_state(opts, study_dir)
         rows = sf.read_trials(study_dir)
         if info.get("state") != "finished":
-            sf.write_study(study_dir, {**info, "state": "finished",
-                                       "ended_early": f"--finish after {len(rows)} trials"})
+            write_study(opts, study_dir, {**info, "state": "finished",
+                                          "ended_early": f"--finish after {len(rows)} trials"})
     print(f"addray: search '{opts.study}' ended with {len(rows)} finished trials")
     conclude(opts, study_dir, rows, trainable)
     return rows
@@ -142,14 +137,24 @@ def conclude(opts: SearchOptions, study_dir: Path, rows: list[dict[str, str]],
     if best is None:
         print("addray: no trial finished; nothing to save or confirm")
         return
-    models = [study_dir / "best.pt"] if save_best(study_dir, best) else []
+    models = [study_dir / "best.pt"] if save_best(opts, study_dir, best) else []
     if opts.confirm_seeds:
         models += confirm(opts, study_dir, best, trainable)
-    verify_models(study_dir, models)
+    verify_models(opts, study_dir, models)
+    if store.is_uri(opts.results):  # the search's models and config go to the store too
+        put = [n for n in ("best.yaml", *(m.name for m in models)) if (study_dir / n).is_file()]
+        for name in put:
+            store.push_file(opts.results, opts.study, study_dir / name)
+        where = store.Location.parse(opts.results).child(opts.study).plain
+        print(f"addray: {', '.join(put)} put in {where}/")
 
 
-def _checkpoint(study_dir: Path, trial_id: str) -> Path | None:
-    """A trial's last checkpoint in its study's Tune folder."""
+def _checkpoint(opts: SweepOptions, study: str, trial_id: str) -> Path | None:
+    """A trial's last checkpoint in its study's Tune folder (on object storage: fetched
+    into the study's local copy)."""
+    study_dir = sf.study_folder(opts.results, study)
+    if store.is_uri(opts.results):
+        return store.checkpoint_of(opts.results, study, trial_id, study_dir)
     found = sorted((study_dir / "tune").glob(f"*_{trial_id}/checkpoint_*/{FILENAME}"))
     return found[-1] if found else None
 
@@ -159,7 +164,7 @@ def _copy(source: Path, target: Path) -> None:
         shutil.copyfile(source, tmp)
 
 
-def verify_models(study_dir: Path, models: list[Path]) -> None:
+def verify_models(opts: SweepOptions, study_dir: Path, models: list[Path]) -> None:
     """Run the verification protocol on each model; study.json records the verdicts."""
     from addray.core.verify import verify
 
@@ -175,7 +180,7 @@ def verify_models(study_dir: Path, models: list[Path]) -> None:
         print(f"addray: verify {path}: {'learned' if v.learned else 'NOT learned'}"
               + (f" ({'; '.join(v.reasons)})" if v.reasons else ""))
     if verdicts:
-        sf.write_study(study_dir, {**sf.read_study(study_dir), "verified": verdicts})
+        write_study(opts, study_dir, {**sf.read_study(study_dir), "verified": verdicts})
 
 
 def confirm_study(study: str) -> str:
@@ -185,7 +190,7 @@ def confirm_study(study: str) -> str:
 best_row = sf.best_search_row  # the trial the search saves and confirms
 
 
-def save_best(study_dir: Path, best: dict[str, str]) -> bool:
+def save_best(opts: SweepOptions, study_dir: Path, best: dict[str, str]) -> bool:
     """best.yaml (the trial's resolved config) and best.pt (its last checkpoint); False
     if the trial left no checkpoint."""
     cfg = json.loads(best["resolved_config"])
@@ -195,7 +200,7 @@ def save_best(study_dir: Path, best: dict[str, str]) -> bool:
               f"{int(best['params']):,} parameters, exact match "
               f"{float(best['final_exact_match']):.2%} at step {best['steps']}\n")
     files.write_text(study_dir / "best.yaml", header + yaml.safe_dump(cfg, sort_keys=False))
-    found = _checkpoint(study_dir, best["trial_id"])
+    found = _checkpoint(opts, opts.study, best["trial_id"])
     if found is None:
         print(f"addray: best trial {best['trial_id']} left no checkpoint; saved its config "
               f"only ({study_dir / 'best.yaml'})")
@@ -213,20 +218,21 @@ def confirm(opts: SearchOptions, study_dir: Path, best: dict[str, str],
     pruning: every seed runs its whole budget); copy each seed's final model to
     ``seed<N>.pt`` in the search's folder and return their paths."""
     name = confirm_study(opts.study)
-    results = study_dir.parent
     seeds = SweepOptions(
         study=name, configs=[str(study_dir / "best.yaml")], seeds=opts.confirm_seeds,
-        results=str(results), gpus=opts.gpus, gpus_per_trial=opts.gpus_per_trial,
+        results=opts.results if store.is_uri(opts.results) else str(study_dir.parent),
+        gpus=opts.gpus, gpus_per_trial=opts.gpus_per_trial,
         cpus_per_trial=opts.cpus_per_trial, address=opts.address, metric=opts.metric,
         # seeds after the searched one
         overrides={"training.seed": int(best["seed"]) + 1}, prune=False,
-        max_failures=opts.max_failures, resume=bool(sf.read_study(results / name)),
+        max_failures=opts.max_failures,
+        resume=bool(sf.read_study(sf.study_folder(opts.results, name))),
         num_cpus=opts.num_cpus, num_gpus=opts.num_gpus, command=opts.command)
     print(f"addray: confirming {best['config']} with {opts.confirm_seeds} more seeds "
           f"(study '{name}')")
     models = []
     for row in run_grid(seeds, trainable):
-        found = _checkpoint(results / name, row["trial_id"])
+        found = _checkpoint(seeds, name, row["trial_id"])
         if found is not None and row["status"] in sf.FINAL_STATUSES:
             models.append(study_dir / f"seed{row['seed']}.pt")
             _copy(found, models[-1])

@@ -66,10 +66,14 @@ def test_a_study_submitted_as_a_ray_job_is_listed_stopped_and_resumed(tmp_path,
         client = JobSubmissionClient(url, headers={"Authorization": f"Bearer {cluster.token}"})
         results = tmp_path / "results"
         study = results / "phase1"
-        command = (f"cd {ROOT} && {sys.executable} sweeps/phase1.py --smoke-test "
+        # as `ray job submit --working-dir . -- python sweeps/phase1.py ...`: the checkout
+        # uploaded, the study run from it (its addray first on the job's PYTHONPATH)
+        command = (f"{sys.executable} sweeps/phase1.py --smoke-test "
                    f"--configs reference --results {results} --max-steps 200 --no-prune "
                    f"--set training.early_stopping=null --cpus-per-trial 1")
-        first = client.submit_job(entrypoint=command, submission_id="phase1-first")
+        upload = {"working_dir": str(ROOT)}
+        first = client.submit_job(entrypoint=command, submission_id="phase1-first",
+                                  runtime_env=upload)
         listed = {j.submission_id: j for j in client.list_jobs()}
         assert listed["phase1-first"].entrypoint == command
         wait_for(lambda: sf.curves_csv(study).exists() and len(rows(sf.curves_csv(study))) > 0,
@@ -79,6 +83,8 @@ def test_a_study_submitted_as_a_ray_job_is_listed_stopped_and_resumed(tmp_path,
         logs = client.get_job_logs(first)
         # the job's driver joined the job's cluster (not a Ray of its own) and said so
         assert "as Ray job phase1-first" in logs, logs[-3000:]
+        uploaded = client.get_job_info(first).runtime_env["working_dir"]
+        assert uploaded.startswith("gcs://_ray_pkg_"), uploaded  # run from the upload
         info = sf.read_study(study)
         assert info["state"] == "interrupted", info  # ray job stop: SIGTERM, then SIGKILL
         assert info["ray_jobs"] == ["phase1-first"]
@@ -86,7 +92,7 @@ def test_a_study_submitted_as_a_ray_job_is_listed_stopped_and_resumed(tmp_path,
             study).exists() else set()
 
         second = client.submit_job(entrypoint=command + " --resume",
-                                   submission_id="phase1-second")
+                                   submission_id="phase1-second", runtime_env=upload)
         assert wait_status(client, second, {"SUCCEEDED", "FAILED", "STOPPED"}, 420) \
             == "SUCCEEDED", client.get_job_logs(second)[-3000:]
         info = sf.read_study(study)

@@ -273,3 +273,31 @@ def test_verify_and_predict_read_a_checkpoint_in_a_bucket(s3, tmp_path):
                              cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert missing.returncode == 2
     assert "no such checkpoint object" in missing.stderr.strip().splitlines()[-1]
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_a_search_runs_into_object_storage(s3, tmp_path):
+    """phase3_search.py with --results s3://: its trials, its Optuna history, its best
+    model and the confirmation seeds' models end up in the bucket."""
+    import optuna
+
+    uri, client = s3
+    proc = subprocess.run([sys.executable, str(ROOT / "sweeps" / "phase3_search.py"),
+                           "--smoke-test", "--results", uri, "--confirm-seeds", "1"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    info = json.loads(_object(client, "results/phase3/study.json"))
+    assert info["kind"] == "search" and info["state"] == "finished" and "verified" in info
+    trials = _rows(client, "results/phase3/trials.csv")
+    assert len(trials) == 4 and len({r["trial_id"] for r in trials}) == 4
+    for name in ("best.yaml", "best.pt", "seed1.pt"):
+        assert _object(client, f"results/phase3/{name}"), name
+    db = tmp_path / "optuna.db"
+    db.write_bytes(_object(client, "results/phase3/optuna.db"))
+    history = optuna.load_study(study_name="phase3", storage=f"sqlite:///{db}").trials
+    assert len(history) == 4
+    confirmed = _rows(client, "results/phase3-seeds/trials.csv")
+    assert len(confirmed) == 1 and confirmed[0]["status"] in ("completed", "early_stopped")
+    assert not [p for p in tmp_path.iterdir() if p.name not in ("optuna.db", "ray", "moto.log")]
