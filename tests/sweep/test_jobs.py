@@ -86,7 +86,9 @@ def test_a_study_submitted_as_a_ray_job_is_listed_stopped_and_resumed(tmp_path,
         uploaded = client.get_job_info(first).runtime_env["working_dir"]
         assert uploaded.startswith("gcs://_ray_pkg_"), uploaded  # run from the upload
         info = sf.read_study(study)
-        assert info["state"] == "interrupted", info  # ray job stop: SIGTERM, then SIGKILL
+        # ray job stop: SIGTERM, then SIGKILL 3 s later: "interrupted" if the driver wrote
+        # it in time, else still "running" (on a loaded machine); resumable either way
+        assert info["state"] in ("interrupted", "running"), info
         assert info["ray_jobs"] == ["phase1-first"]
         ended = {r["trial_id"] for r in rows(sf.trials_csv(study))} if sf.trials_csv(
             study).exists() else set()
