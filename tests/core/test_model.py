@@ -38,6 +38,34 @@ def test_rope_score_depends_only_on_offset(head_dim, theta):
     assert not torch.allclose(scores[0, 0], scores[5, 0])
 
 
+@pytest.mark.parametrize("head_dim", [2, 4, 6, 16])
+def test_rope_on_the_projection_layout_is_the_same_numbers(head_dim):
+    # heads() rotates (B, T, H, hd) as it comes out of the qkv projection; forward()
+    # rotates (B, H, T, hd): the two must agree bit for bit, so the faster layout
+    # changes no trained model
+    torch.manual_seed(0)
+    rot = Rotary(head_dim, max_seq_len=32, theta=100.0)
+    x = torch.randn(5, 7, 3, head_dim)  # (B, T, H, hd)
+    q, _ = rot(x.transpose(1, 2), x.transpose(1, 2))
+    assert torch.equal(rot.heads(x).transpose(1, 2), q)
+
+
+def test_attention_is_the_textbook_formula():
+    # the attention block against RoPE + causal softmax attention written out in full
+    torch.manual_seed(0)
+    cfg = load_config("configs/sizes/phase1_8k.yaml").model
+    block = Transformer(cfg).blocks[0].attn.eval()
+    x = torch.randn(4, 7, cfg.d_model)
+    b, t, c = x.shape
+    h = cfg.n_heads
+    q, k, v = (z.view(b, t, h, c // h).transpose(1, 2) for z in block.qkv(x).split(c, 2))
+    q, k = block.rotary(q, k)
+    scores = (q @ k.transpose(-1, -2)) / math.sqrt(c // h)
+    scores = scores.masked_fill(torch.ones(t, t, dtype=torch.bool).triu(1), float("-inf"))
+    y = (scores.softmax(-1) @ v).transpose(1, 2).reshape(b, t, c)
+    torch.testing.assert_close(block(x), block.proj(y))
+
+
 def _formula(c: ModelConfig) -> int:
     d, ff, v = c.d_model, c.d_ff, c.vocab_size
     b = 1 if c.bias else 0
