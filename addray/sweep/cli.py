@@ -52,6 +52,9 @@ class Preset:
     compare: str = "all"
     seeds_gpu: int = 1  # seeds when the study runs on GPUs
     seeds_cpu: int = 1  # and on CPUs
+    # seeds per config on CPUs (file name without .yaml -> count), for the configs that
+    # need fewer there; --seeds, and a study on GPUs, give every config the same count
+    config_seeds_cpu: dict[str, int] = field(default_factory=dict)
 
 
 def parser(study: str, description: str, presets: dict[str, Preset] | None = None
@@ -204,10 +207,12 @@ def grid_options(args: argparse.Namespace, presets: dict[str, Preset]) -> SweepO
     seeds = args.seeds or (preset.seeds_gpu if on_gpus(args) else preset.seeds_cpu)
     lrs = args.lr or preset.lrs
     config_lrs = {} if args.lr else preset.config_lrs
+    config_seeds = {} if args.seeds or on_gpus(args) else preset.config_seeds_cpu
     if args.smoke_test:  # the whole path, quickly: one learning rate and one seed
         seeds, lrs = args.seeds or 1, args.lr or (preset.lrs or [None])[:1]
         lrs = None if lrs == [None] else lrs
         config_lrs = {k: v[:1] for k, v in config_lrs.items()}
+        config_seeds = {}
     if args.grace_period is None:
         common["grace_period"] = preset.grace_period
     if not args.prune and (args.screen or args.floor is not None):
@@ -223,6 +228,7 @@ def grid_options(args: argparse.Namespace, presets: dict[str, Preset]) -> SweepO
     if fuse == "auto" and not (on_gpus(args) and compare == "config" and not screen):
         fuse = "off"
     return SweepOptions(configs=preset.configs, seeds=seeds, lrs=lrs, config_lrs=config_lrs,
+                        config_seeds=config_seeds,
                         screen=screen, floor=floor, compare=compare, fuse=fuse,
                         recipe=preset.overrides, **common)
 

@@ -21,7 +21,8 @@ from addray.core.model import Transformer, count_parameters
 from addray.errors import ConfigError
 from addray.sweep.driver import StudyPlan, run_study
 from addray.sweep.flat import grid_space
-from addray.sweep.options import SweepOptions, command_overrides, grid_of, no_select, validate
+from addray.sweep.options import (SweepOptions, command_overrides, grid_of, no_select, seeds_of,
+                                  validate)
 from addray.sweep.scheduler import RungScheduler, rung_budgets
 
 
@@ -40,7 +41,7 @@ def build_configs(opts: SweepOptions) -> list[tuple[ExperimentConfig, float, int
         named[base.name] = path
         files = data_files(base, path)
         for lr in grid_of(opts, path) or [base.training.learning_rate]:
-            for i in range(opts.seeds):
+            for i in range(seeds_of(opts, path)):
                 cfg = load_config(path, {**overrides, **files, "training.learning_rate": lr,
                                          "training.seed": base.training.seed + i})
                 out.append((cfg, lr, cfg.training.seed))

@@ -44,6 +44,9 @@ class SweepOptions:
     # a named set's grid per config (file name without .yaml -> rates), where --lr is not
     # given; configs it does not name use ``lrs``
     config_lrs: dict[str, list[float]] = field(default_factory=dict)
+    # a named set's seeds per config (file name without .yaml -> count), where --seeds is
+    # not given; configs it does not name run ``seeds``
+    config_seeds: dict[str, int] = field(default_factory=dict)
     # each config's rates on its first seed only, its other seeds at the rate that ended
     # best there (the rest pruned before they start: addray.sweep.scheduler)
     screen: bool = False
@@ -123,6 +126,11 @@ def grid_of(opts: SweepOptions, config: str) -> list[float] | None:
     return opts.config_lrs.get(Path(config).stem, opts.lrs)
 
 
+def seeds_of(opts: SweepOptions, config: str) -> int:
+    """How many seeds a config file runs at each of its learning rates."""
+    return opts.config_seeds.get(Path(config).stem, opts.seeds)
+
+
 def _check(ok: bool, flag: str, value: Any, rule: str) -> None:
     if not ok:
         shown = f"{value:g}" if isinstance(value, float) else value
@@ -175,8 +183,11 @@ def validate(opts: SweepOptions) -> Path:
         _check(1 <= opts.seeds <= MAX_SEEDS, "--seeds", opts.seeds,
                f"must be >= 1 and <= {MAX_SEEDS}")
         _check(bool(opts.configs), "configs", opts.configs, "at least one config is needed")
+        for name, count in opts.config_seeds.items():
+            _check(1 <= count <= MAX_SEEDS, "seeds of " + name, count,
+                   f"must be >= 1 and <= {MAX_SEEDS}")
         rates = [len(grid_of(opts, c) or [None]) for c in opts.configs]
-        n = sum(rates) * opts.seeds
+        n = sum(r * seeds_of(opts, c) for r, c in zip(rates, opts.configs))
         _check(n <= MAX_TRIALS, "--seeds", opts.seeds,
                f"{len(opts.configs)} configs x {max(rates)} learning rates x "
                f"{opts.seeds} seeds = {n} trials, more than {MAX_TRIALS} in one study")
@@ -269,7 +280,7 @@ def _check_same_folder(study_dir: Path, location: str, info: dict[str, Any]) -> 
 # options that define a study's trials and how they are judged: a resume must repeat them
 # (resources, retries, the dashboard, a search's trial count and time budget may change)
 _DEFINING = {"configs": "--configs", "recipe": "--configs", "seeds": "--seeds", "lrs": "--lr",
-             "config_lrs": "--lr", "screen": "--screen", "floor": "--floor", "fuse": "--fuse",
+             "config_lrs": "--lr", "config_seeds": "--seeds", "screen": "--screen", "floor": "--floor", "fuse": "--fuse",
              "max_steps": "--max-steps", "check_every": "--check-every", "overrides": "--set",
              "smoke_test": "--smoke-test", "metric": "--metric", "clock": "--clock",
              "compare": "--compare", "prune": "--no-prune", "grace_period": "--grace-period",

@@ -119,12 +119,31 @@ def test_the_laptop_set_screens_rates_per_size_with_a_floor(tmp_path):
     assert opts.screen and opts.floor == 0.002 and opts.seeds == 3 and opts.grace_period == 1
     # every config has its own grid of two rates, and --lr replaces them all
     names = {p.rsplit("/", 1)[-1].removesuffix(".yaml") for p in opts.configs}
-    assert set(opts.config_lrs) == names and all(len(v) == 2 for v in opts.config_lrs.values())
+    assert set(opts.config_lrs) == names
+    assert [len(opts.config_lrs[n]) for n in sorted(names)] == [2, 2, 2, 2, 1]  # 32K: one
     assert _laptop("--lr", "1e-2").config_lrs == {}
     smoke = _laptop("--smoke-test")
     assert smoke.floor is None and all(len(v) == 1 for v in smoke.config_lrs.values())
+    # 32K, on the plateau, runs one seed on a CPU; --seeds, a GPU study and a smoke run
+    # give every size the same count
+    assert opts.config_seeds == {"phase1_tiny": 1}
+    assert _laptop("--seeds", "2").config_seeds == {} and smoke.config_seeds == {}
     assert _laptop("--no-screen").screen is False
     validate(replace(opts, results=str(tmp_path)))  # the set passes its own checks
+
+
+def test_seeds_per_config_make_the_trials(tmp_path):
+    from addray.sweep.grid import build_configs
+
+    two = [str(CONFIGS / "sizes" / "phase1_2k.yaml"), str(CONFIGS / "sizes" / "phase1_3k.yaml")]
+    opts = SweepOptions(study="s", configs=two, seeds=3, lrs=[1e-2, 2e-2],
+                        config_seeds={"phase1_3k": 1}, results=str(tmp_path))
+    validate(opts)
+    runs = [(c.name, lr, seed) for c, lr, seed in build_configs(opts)]
+    assert runs == [("phase1_2k", lr, s) for lr in (1e-2, 2e-2) for s in (0, 1, 2)
+                    ] + [("phase1_3k", 1e-2, 0), ("phase1_3k", 2e-2, 0)]
+    with pytest.raises(ConfigError, match=r"^seeds of phase1_3k = 0: must be >= 1"):
+        validate(replace(opts, config_seeds={"phase1_3k": 0}))
 
 
 @pytest.mark.parametrize("argv,flag", [(["--no-prune", "--screen"], "--screen"),
