@@ -85,7 +85,9 @@ def at_best_lr(trials: pd.DataFrame) -> pd.DataFrame:
 
 def learning_rates(trials: pd.DataFrame) -> pd.DataFrame:
     """Exact match at every learning rate of every config that swept more than one, the
-    best one, and a warning when the best sits at the edge of the grid."""
+    best one, why (``why``: where the rates ran different seeds, the comparison on the
+    seeds they share, which decided), and a warning when the best sits at the edge of a
+    grid of three or more rates (of two, one always does)."""
     trials = trials[trials["final_exact_match"].notna()]  # a trial never run has no result
     stats_ = per_config(trials)
     best = {(r["study"], r["config"]): r["lr"] for r in best_lrs(trials).to_dict("records")}
@@ -95,11 +97,30 @@ def learning_rates(trials: pd.DataFrame) -> pd.DataFrame:
             continue
         grid = sorted(g["lr"].unique())
         pick = best[(study, config)]
+        mine = trials[(trials["study"] == study) & (trials["config"] == config)]
         rows.append({"study": study, "config": config, "grid": grid, "best_lr": pick,
-                     "at_edge": pick in (grid[0], grid[-1]),
+                     "at_edge": len(grid) >= 3 and pick in (grid[0], grid[-1]),
+                     "why": _why(mine, g, pick),
                      "by_lr": {r["lr"]: (r["exact_match"], int(r["censored"]), int(r["seeds"]))
                                for r in g.to_dict("records")}})
     return pd.DataFrame(rows)
+
+
+def _why(mine: pd.DataFrame, stats_: pd.DataFrame, pick: float) -> str:
+    """The comparison that chose ``pick`` when the rates ran different seeds (a screen):
+    each rate on the seeds every compared rate ran; empty when all ran the same seeds."""
+    whole = stats_[stats_["censored"] == 0]
+    rates = set((whole if not whole.empty else stats_)["lr"])
+    mine = mine[mine["lr"].isin(rates)]
+    seeds = [set(s) for _, s in mine.groupby("lr")["seed"]]
+    shared = set.intersection(*seeds)
+    if not shared or all(s == shared for s in seeds):
+        return ""
+    on = mine[mine["seed"].isin(shared)].groupby("lr")["final_exact_match"].mean()
+    names = ", ".join(f"{s:g}" for s in sorted(shared))
+    others = "; ".join(f"{lr:g}: {em:.2%}" for lr, em in on.items() if lr != pick)
+    return (f"on seed{'s' if len(shared) > 1 else ''} {names}, run at every rate: "
+            f"{pick:g}: {on[pick]:.2%} against {others}")
 
 
 def width_vs_depth(trials: pd.DataFrame) -> pd.DataFrame:

@@ -345,22 +345,26 @@ def lr_section(doc: Doc, res: Results, out: Path) -> None:
                  + (f" ({n} of {most} seeds)" if n < most else "")
                  for rate, (em, cut, n) in sorted(r["by_lr"].items())]
         rows.append([r["study"], r["config"], "; ".join(cells), f"{r['best_lr']:g}",
-                     "best at the edge of the grid: widen it" if r["at_edge"] else ""])
+                     r["why"], "best at the edge of the grid: widen it" if r["at_edge"] else ""])
         rates = sorted(r["by_lr"])
         color = cmap(configs.index(r["config"]) % cmap.N)
         ax.plot(rates, [r["by_lr"][x][0] for x in rates], styles[r["study"]], color=color,
                 alpha=0.6, label=f"{r['config']} ({r['study']})")
+        best = r["best_lr"]  # ringed: the rate chosen (on the seeds every rate ran)
+        ax.plot(best, r["by_lr"][best][0], "o", ms=13, mfc="none", mec="k", mew=1, zorder=3)
         for x in rates:  # filled: every seed ran its budget; open: fewer seeds, or cut
             em, cut, n = r["by_lr"][x]
             full = n == most and not cut
             ax.plot(x, em, "o", ms=7, color=color, mec=color, mew=1.5,
                     mfc=color if full else "white", zorder=4)
             if not full:
+                last = x == rates[-1]  # its label left of the marker, inside the axes
                 ax.annotate(f"{n} seed{'s' if n > 1 else ''}{', cut' if cut else ''}",
-                            (x, em), textcoords="offset points", xytext=(5, -10), fontsize=6,
-                            color=color)
+                            (x, em), textcoords="offset points",
+                            xytext=(-5 if last else 5, -10), ha="right" if last else "left",
+                            fontsize=6, color=color)
     doc.table(["study", "config", "exact match by learning rate (mean over seeds)",
-               "best lr", "warning"], rows)
+               "best lr", "why", "warning"], rows)
     doc.p("A rate whose trials were cut (pruned or out of time) shows a lower bound. In the "
           "plot a filled marker is a mean over all the config's seeds; an open one is over "
           "fewer (a screened rate runs its first seed only) or includes cut trials: compare "
@@ -371,6 +375,7 @@ def lr_section(doc: Doc, res: Results, out: Path) -> None:
     ax.grid(alpha=0.3)
     ax.plot([], [], "o", color="grey", label="all seeds ran their budget")
     ax.plot([], [], "o", mfc="white", mec="grey", label="fewer seeds, or cut (lower bound)")
+    ax.plot([], [], "o", ms=10, mfc="none", mec="k", label="chosen (the table says why)")
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     fig.savefig(out / "learning_rates.png", dpi=110, bbox_inches="tight")
     plt.close(fig)

@@ -47,6 +47,15 @@ def test_learning_rate_edge_flag():
     assert lr["best_lr"].item() == 3e-3 and bool(lr["at_edge"].item())
 
 
+def test_two_rates_are_not_warned_about_their_edge():
+    # of two rates one is always at an edge: the warning would say nothing
+    rows = [row(i, lr=lr, final_exact_match=em) for i, (lr, em) in
+            enumerate([(1e-3, 0.5), (3e-3, 0.9)])]
+    lr = compare.learning_rates(_t(rows))
+    assert lr["best_lr"].item() == 3e-3 and not lr["at_edge"].item()
+    assert lr["why"].item() == ""  # the same seeds at both rates: the means decide
+
+
 def test_pareto_frontier_and_smallest_above():
     t = pd.DataFrame({"params": [100, 200, 300, 300, 400, 500],
                       "final_exact_match": [0.5, 0.4, 0.9, 0.95, 0.99, 0.99],
@@ -92,3 +101,6 @@ def test_rates_are_compared_on_the_seeds_they_share():
     assert best["lr"].item() == 3e-3 and best["seeds"].item() == 3
     assert best["exact_match"].item() == pytest.approx(0.6)
     assert compare.learning_rates(_t(rows))["by_lr"].item()[1e-2] == (0.70, 0, 1)
+    # the reason in one line: the seed both rates ran, and what each scored there
+    assert compare.learning_rates(_t(rows))["why"].item() == (
+        "on seed 0, run at every rate: 0.003: 80.00% against 0.01: 70.00%")
