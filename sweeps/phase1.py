@@ -2,7 +2,7 @@
 
     python sweeps/phase1.py --help
     python sweeps/phase1.py --gpus 1                  # the scaling study on one GPU
-    python sweeps/phase1.py --configs laptop          # its CPU version, ~8 min on 2 AVX-512 cores
+    python sweeps/phase1.py --configs laptop          # its CPU version, ~6 min on 2 AVX-512 cores
     python sweeps/phase1.py --configs laptop-long     # a longer CPU study, 20-60 min
     python sweeps/phase1.py --configs reference       # the reference's four, as published
 """
@@ -22,7 +22,7 @@ RECIPE = {"training.batch_size": 256, "training.max_steps": 10_000,
 # tiny at 1e-2 (one H100, reference batch sizes); the small sizes of phase 3 near 1e-2
 LRS = [1e-3, 3e-3, 1e-2]
 # the CPU version (the README's main job): five sizes from 2.4K to 32K parameters, four
-# of them across the rise (2.4K-7.9K), 3,000 steps (768K examples), three seeds. Each
+# of them across the rise (2.4K-7.9K), 3,000 steps (768K examples), three seeds (32K: one). Each
 # size's rates are screened on its first seed and its other two seeds run at the rate
 # that ended best there (a rate's curve under a cosine schedule rises late, so no rate is
 # judged before its end); a rung at 1,000 steps stops only runs still below 0.2%. The
@@ -57,8 +57,8 @@ PRESETS = {
                     "reference's four and four below), at lr 1e-3, 3e-3, 1e-2, one recipe",
                     lrs=LRS, overrides=RECIPE, compare="config", seeds_gpu=3),
     "laptop": Preset(LAPTOP_CONFIGS, "five sizes, 2.4K to 32K parameters, 3,000 steps, two "
-                     "rates a size, 3 seeds at its best: the CPU version (about 8 "
-                     "minutes on 2 AVX-512 cores)", config_lrs=LAPTOP_LRS, overrides=LAPTOP,
+                     "rates a size and 3 seeds at its best (32K: one run): the CPU version "
+                     "(about 6 minutes on 2 AVX-512 cores)", config_lrs=LAPTOP_LRS, overrides=LAPTOP,
                      compare="config", seeds_gpu=3, seeds_cpu=3, config_seeds_cpu=LAPTOP_SEEDS,
                      screen=True, floor=0.002, grace_period=1),
     "laptop-long": Preset(SIZES[:3] + REFERENCE[2:], "the five sizes up to 163K, 4,000 "
