@@ -56,9 +56,23 @@ def run_study(opts: SweepOptions, plan: StudyPlan, trainable: Any = None) -> lis
     """Run (or resume) a study whose options ``validate`` passed; return trials.csv's
     rows. ``trainable`` replaces the trial function (tests inject crashes with it)."""
     study_dir = sf.study_folder(opts.results, opts.study)
+    t0 = time.time()
     with study_lock(opts, study_dir):
         previous = check_state(opts, study_dir)
-        return _run_locked(opts, plan, trainable, study_dir, previous)
+        rows = _run_locked(opts, plan, trainable, study_dir, previous)
+    print(took(time.time() - t0, rows))
+    return rows
+
+
+def took(seconds: float, rows: list[dict[str, str]]) -> str:
+    """How long the driver ran, and on which machines its trials trained (the CPU or GPU
+    is half of what a time means: docs/results.md)."""
+    m, s = divmod(round(seconds), 60)
+    machines = sorted({r["machine"] for r in rows if r.get("machine")})
+    trained = sum(float(r.get("wall_seconds") or 0) for r in rows)
+    return (f"addray: this run took {f'{m} min ' if m else ''}{s} s"
+            + (f"; the study's trials trained for {trained:,.0f} trial-seconds on "
+               f"{'; '.join(machines)}" if machines else ""))
 
 
 @contextlib.contextmanager

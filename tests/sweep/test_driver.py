@@ -35,3 +35,14 @@ def test_trials_a_screen_never_started_are_said_to_be_screened_out(tmp_path, cap
     assert sum("screened out" in ln and ln.startswith("phase1_lower") for ln in lines) == 1
     assert sum(" pruned " in ln for ln in lines) == 1  # the run pruned at a rung stays so
     assert "3 trials recorded" in out and "; 1 screened out, never started" in out
+
+
+def test_the_time_is_said_with_the_machines_it_ran_on():
+    from addray.sweep.driver import took
+
+    rows = [{"machine": "AMD EPYC (AVX2), 2 CPUs", "wall_seconds": "61.5"},
+            {"machine": "AMD EPYC (AVX2), 2 CPUs", "wall_seconds": "40"},
+            {"machine": "", "wall_seconds": ""}]  # a trial a screen never started
+    assert took(344.4, rows) == ("addray: this run took 5 min 44 s; the study's trials "
+                                 "trained for 102 trial-seconds on AMD EPYC (AVX2), 2 CPUs")
+    assert took(9.6, []) == "addray: this run took 10 s"
