@@ -128,6 +128,9 @@ def fit_section(doc: Doc, res: Results, out: Path) -> LogisticFit | None:
     doc.h("Exact match vs parameters")
     t = cmp.at_best_lr(cmp.terminal_trials(cmp.grid_trials(res)).dropna(
         subset=["params", "final_exact_match"]))
+    # in one order whatever order the trials ended in, so that the bootstrap's resamples,
+    # and the interval, are the same for the same trials
+    t = t.sort_values(["study", "config", "lr", "seed"], kind="stable")
     if t.empty:
         doc.p("No fixed-config study (phase 1, phase 2) in these results.")
         return None

@@ -274,3 +274,25 @@ def test_the_report_names_the_trial_the_search_saved(tmp_path):
     assert sf.best_search_row(sf.read_trials(d))["config"] == "m3000"
     md = report.build(tmp_path, out=tmp_path / "out")[0].read_text()
     assert "search: m3000 with 3,000 parameters" in md
+
+
+@pytest.mark.slow
+def test_the_interval_does_not_depend_on_the_order_trials_ended_in(tmp_path):
+    # the same trials, recorded in another order (trials end when they end): the bootstrap
+    # resamples the same rows, so the report quotes the same interval
+    rng = np.random.default_rng(1)
+    rows = [{"trial_id": f"t{n}-{seed}", "config": f"c{n}", "params": n, "seed": seed,
+             "lr": 1e-2, "status": "completed", "steps": 10, "max_steps": 10,
+             "final_exact_match": float(np.clip(logistic(np.log10(n), 3.0, 3.6)
+                                                + rng.normal(0, 0.08), 0, 1)),
+             "best_exact_match": 0.5}
+            for n in (2000, 3000, 5000, 8000, 30000) for seed in range(3)]
+    fits = []
+    for i, order in enumerate((rows, rows[::-1])):
+        d = tmp_path / f"r{i}" / "s"
+        d.mkdir(parents=True)
+        sf.write_study(d, {"study": "s", "state": "finished"})
+        files.write_csv(sf.trials_csv(d), sf.TRIAL_COLUMNS, order)
+        md = report.build(tmp_path / f"r{i}")[0].read_text()
+        fits.append(next(ln for ln in md.splitlines() if ln.startswith("Logistic fit")))
+    assert "95% CI" in fits[0] and fits[0] == fits[1]
