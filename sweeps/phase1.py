@@ -58,9 +58,9 @@ PRESETS = {
                     lrs=LRS, overrides=RECIPE, compare="config", seeds_gpu=3),
     "laptop": Preset(LAPTOP_CONFIGS, "five sizes, 2.4K to 32K parameters, 3,000 steps, two "
                      "rates a size and 3 seeds at its best (32K: one run): the CPU version "
-                     "(about 6 minutes on 2 AVX-512 cores)", config_lrs=LAPTOP_LRS, overrides=LAPTOP,
-                     compare="config", seeds_gpu=3, seeds_cpu=3, config_seeds_cpu=LAPTOP_SEEDS,
-                     screen=True, floor=0.002, grace_period=1),
+                     "(about 6 minutes on 2 AVX-512 cores)", config_lrs=LAPTOP_LRS,
+                     overrides=LAPTOP, compare="config", seeds_gpu=3, seeds_cpu=3,
+                     config_seeds_cpu=LAPTOP_SEEDS, screen=True, floor=0.002, grace_period=1),
     "laptop-long": Preset(SIZES[:3] + REFERENCE[2:], "the five sizes up to 163K, 4,000 "
                           "steps, lr 1e-3 to 3e-2, 2 seeds: the longer CPU study",
                           lrs=LAPTOP_LONG_LRS, overrides=LAPTOP_LONG, compare="config",

@@ -21,8 +21,14 @@ from addray.core.model import Transformer, count_parameters
 from addray.errors import ConfigError
 from addray.sweep.driver import StudyPlan, run_study
 from addray.sweep.flat import grid_space
-from addray.sweep.options import (SweepOptions, command_overrides, grid_of, no_select, seeds_of,
-                                  validate)
+from addray.sweep.options import (
+    SweepOptions,
+    command_overrides,
+    grid_of,
+    no_select,
+    seeds_of,
+    validate,
+)
 from addray.sweep.scheduler import RungScheduler, rung_budgets
 
 

@@ -187,7 +187,7 @@ def validate(opts: SweepOptions) -> Path:
             _check(1 <= count <= MAX_SEEDS, "seeds of " + name, count,
                    f"must be >= 1 and <= {MAX_SEEDS}")
         rates = [len(grid_of(opts, c) or [None]) for c in opts.configs]
-        n = sum(r * seeds_of(opts, c) for r, c in zip(rates, opts.configs))
+        n = sum(r * seeds_of(opts, c) for r, c in zip(rates, opts.configs, strict=True))
         _check(n <= MAX_TRIALS, "--seeds", opts.seeds,
                f"{len(opts.configs)} configs x {max(rates)} learning rates x "
                f"{opts.seeds} seeds = {n} trials, more than {MAX_TRIALS} in one study")
@@ -280,7 +280,8 @@ def _check_same_folder(study_dir: Path, location: str, info: dict[str, Any]) -> 
 # options that define a study's trials and how they are judged: a resume must repeat them
 # (resources, retries, the dashboard, a search's trial count and time budget may change)
 _DEFINING = {"configs": "--configs", "recipe": "--configs", "seeds": "--seeds", "lrs": "--lr",
-             "config_lrs": "--lr", "config_seeds": "--seeds", "screen": "--screen", "floor": "--floor", "fuse": "--fuse",
+             "config_lrs": "--lr", "config_seeds": "--seeds", "screen": "--screen",
+             "floor": "--floor", "fuse": "--fuse",
              "max_steps": "--max-steps", "check_every": "--check-every", "overrides": "--set",
              "smoke_test": "--smoke-test", "metric": "--metric", "clock": "--clock",
              "compare": "--compare", "prune": "--no-prune", "grace_period": "--grace-period",
