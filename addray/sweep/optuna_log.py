@@ -29,9 +29,9 @@ from typing import Any
 import optuna
 from ray import tune
 
-from addray import store
 from addray import study_files as sf
 from addray.sweep.search_space import SearchSpace
+from addray.sweep.study_callback import StudyFiles
 
 STORAGE = "optuna.db"
 
@@ -54,7 +54,7 @@ def distributions(space: SearchSpace) -> dict[str, Any]:
     return out
 
 
-class OptunaLog(tune.Callback):
+class OptunaLog(StudyFiles, tune.Callback):
     """Writes each finished trial of a search into the study's Optuna storage file."""
 
     def __init__(self, study_dir: str, study: str, space: SearchSpace,
@@ -66,21 +66,8 @@ class OptunaLog(tune.Callback):
         self.results = results  # on object storage: its URI (the folder is a local copy)
 
     @property
-    def study_dir(self) -> str:
-        """The study folder this driver writes (as ``StudyRecorder.study_dir``)."""
-        results = getattr(self, "results", None)
-        if results is not None:
-            return str(sf.study_folder(results, self.study))
-        return getattr(self, "_study_dir", None) or self.__dict__["study_dir"]
-
-    @property
     def url(self) -> str:
         return storage_url(Path(self.study_dir))
-
-    def _push(self) -> None:
-        results = getattr(self, "results", None)
-        if results is not None:
-            store.push_file(results, self.study, Path(self.study_dir) / STORAGE)
 
     def _optuna_study(self) -> optuna.Study:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -95,7 +82,7 @@ class OptunaLog(tune.Callback):
 
     def setup(self, **info: Any) -> None:
         self._optuna_study()  # the file exists from the start, for the dashboard
-        self._push()
+        self.push(self.study_dir / STORAGE)
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         # a trial Tune ends while its trainer still runs was stopped by the scheduler
@@ -131,7 +118,7 @@ class OptunaLog(tune.Callback):
             params=spec["sample"], distributions=self.distributions,
             user_attrs={k: v for k, v in attrs.items() if v is not None}, system_attrs={},
             intermediate_values=self._reports(trial.trial_id, metric)))
-        self._push()
+        self.push(self.study_dir / STORAGE)
 
     def _reports(self, trial_id: str, metric: str) -> dict[int, float]:
         """The trial's every evaluation of ``metric`` by step, from curves.csv (which a

@@ -8,9 +8,10 @@ from typing import Any
 
 from ray import tune
 
-from addray import files, store
+from addray import files
 from addray import study_files as sf
 from addray.sweep.scheduler import RungScheduler
+from addray.sweep.study_callback import StudyFiles
 
 
 def _last_line(path: str | None) -> str:
@@ -28,7 +29,7 @@ def member_id(trial_id: str, k: int) -> str:
     return f"{trial_id}-{k}"
 
 
-class StudyRecorder(tune.Callback):
+class StudyRecorder(StudyFiles, tune.Callback):
     """Writes one trials.csv row per finished trial and one curves.csv row per report.
 
     trials.csv is re-read and rewritten whole on each change, so a resumed study (whose
@@ -42,20 +43,6 @@ class StudyRecorder(tune.Callback):
         self.study = study
         self.scheduler = scheduler
         self.results = results  # on object storage: its URI (the folder is a local copy)
-
-    @property
-    def study_dir(self) -> Path:
-        """The study folder this driver writes: on object storage this process's local
-        copy (a resumed driver's recorder is unpickled from the one that started it)."""
-        results = getattr(self, "results", None)
-        if results is not None and store.is_uri(results):
-            return sf.study_folder(results, self.study)
-        return getattr(self, "_study_dir", None) or self.__dict__["study_dir"]
-
-    def _push(self, path: Path) -> None:
-        results = getattr(self, "results", None)
-        if results is not None:
-            store.push_file(results, self.study, path)
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict,
                         **info: Any) -> None:
@@ -84,7 +71,7 @@ class StudyRecorder(tune.Callback):
 
     def _append_curve(self, row: dict[str, Any]) -> None:
         files.append_csv(sf.curves_csv(self.study_dir), sf.CURVE_COLUMNS, row)
-        self._push(sf.curves_csv(self.study_dir))
+        self.push(sf.curves_csv(self.study_dir))
 
     def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         for row in self._rows(trial, "running", retries_delta=1):
@@ -160,4 +147,4 @@ class StudyRecorder(tune.Callback):
             return  # a finished trial's row is kept as it is (a resumed study may replay it)
         rows[row["trial_id"]] = row
         files.write_csv(sf.trials_csv(self.study_dir), sf.TRIAL_COLUMNS, list(rows.values()))
-        self._push(sf.trials_csv(self.study_dir))
+        self.push(sf.trials_csv(self.study_dir))
