@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.optimize import least_squares
+from scipy.special import expit
 
 MAX_RMS = 0.1  # RMS residual (exact match) beyond which the curve is not a description
 MAX_BOUND_GAP = 0.1  # how far the curve may pass below a censored lower bound
@@ -93,13 +94,26 @@ def _fit_once(x: np.ndarray, y: np.ndarray, censored: np.ndarray,
         # a censored trial's accuracy is a lower bound: only a prediction below it is wrong
         return np.where(censored, np.minimum(r, 0.0), r)
 
+    def jacobian(p: np.ndarray) -> np.ndarray:
+        # the derivatives written out (one evaluation, not one per parameter): with
+        # s = 1 / (1 + exp(-k (x - x50))) the curve is c s, and s' = s (1 - s)
+        k, x50 = p[0], p[1]
+        c = p[2] if ceiling else 1.0
+        s = expit(k * (x - x50))
+        slope = c * s * (1.0 - s)
+        columns = [slope * (x - x50), -slope * k] + ([s] if ceiling else [])
+        jac = np.stack(columns, axis=1)
+        flat = censored & (logistic(x, *p) - y > 0.0)  # min(r, 0) is 0 there
+        jac[flat] = 0.0
+        return jac
+
     lo = [0.05, x.min() - 3.0] + ([0.05] if ceiling else [])
     hi = [50.0, x.max() + 3.0] + ([1.0] if ceiling else [])
     best = None
     for x50 in np.linspace(x.min(), x.max(), 5):
         for k in (0.5, 2.0, 8.0):
             start = [k, x50] + ([0.9] if ceiling else [])
-            sol = least_squares(residuals, start, bounds=(lo, hi))
+            sol = least_squares(residuals, start, jac=jacobian, bounds=(lo, hi))
             if best is None or sol.cost < best.cost:
                 best = sol
     return best.x
