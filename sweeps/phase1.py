@@ -38,9 +38,9 @@ LAPTOP = {**RECIPE, "training.max_steps": 3000, "training.check_every": 1000,
 # never did, and leaving it out gave each study the same N50 and interval with 0.8x the
 # training (benchmarks/RESULTS.md, "Where a laptop trial's time goes")
 # 32K (the reference's tiny model) sits on the plateau, far above N50: one run at the rate
-# that ended best in two of the three studies; the recorded studies' N50 and interval are
-# the same without its other seeds, which took a fifth of the training (docs/LOG.md,
-# 2026-12-06)
+# that ended best in two of the three studies; the recorded studies give the same N50 and
+# nearly the same interval without its other three runs, a fifth of the training
+# (benchmarks/RESULTS.md, "The laptop study made cheaper")
 LAPTOP_LRS = {"phase1_2k": [4e-2, 8e-2], "phase1_3k": [2e-2, 4e-2], "phase1_5k": [4e-2, 8e-2],
               "phase1_8k": [4e-2, 8e-2], "phase1_tiny": [1e-2]}
 LAPTOP_SEEDS = {"phase1_tiny": 1}

@@ -21,42 +21,31 @@ from addray.core.config import ModelConfig
 INIT_STD = 0.02  # of every weight matrix and embedding at initialisation (as GPT-2)
 
 
-def rotate_half(x: torch.Tensor) -> torch.Tensor:
-    x1, x2 = x.chunk(2, dim=-1)
-    return torch.cat((-x2, x1), dim=-1)
-
-
 class Rotary(nn.Module):
-    """cos/sin tables for RoPE, built once for max_seq_len positions.
+    """RoPE: position t turns each pair (x[i], x[i + head_dim/2]) of a head's dimensions
+    by the angle t * theta^(-2i / head_dim), for any even head_dim (the reference's bug
+    report).
 
-    The per-pair frequencies have shape (T, head_dim/2); they are duplicated to
-    (T, head_dim) so that they line up with ``rotate_half`` for any even head_dim (the
-    reference's bug report). ``sin_signed`` is sin with its first half negated, so that
-    ``rotate_half(x) * sin`` is ``x.roll(head_dim / 2) * sin_signed``: the same numbers
-    (a sign moves from one factor to the other) in one operation instead of three.
+    The tables are built once for max_seq_len positions, each pair's frequency written
+    for both its halves. ``x * cos + rotate_half(x) * sin`` (rotate_half(x) = (-x2, x1))
+    is computed as ``x * cos + x.roll(head_dim / 2) * sin_signed``, sin with its first half
+    negated: the same numbers (a sign moves from one factor to the other) in one operation
+    instead of three.
     """
 
     def __init__(self, head_dim: int, max_seq_len: int, theta: float):
         super().__init__()
         inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2).float() / head_dim))
         freqs = torch.outer(torch.arange(max_seq_len).float(), inv_freq)  # (T, hd/2)
-        emb = torch.cat((freqs, freqs), dim=-1)  # (T, hd)
         # not parameters and not saved: rebuilt from the config
-        self.register_buffer("cos", emb.cos(), persistent=False)
-        self.register_buffer("sin", emb.sin(), persistent=False)
-        sin_signed = torch.cat((-freqs.sin(), freqs.sin()), dim=-1)
-        self.register_buffer("sin_signed", sin_signed, persistent=False)
+        self.register_buffer("cos", torch.cat((freqs, freqs), dim=-1).cos(), persistent=False)
+        self.register_buffer("sin_signed", torch.cat((-freqs.sin(), freqs.sin()), dim=-1),
+                             persistent=False)
 
-    def forward(self, q: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """q and k (..., T, head_dim), rotated by position."""
-        t = q.size(-2)
-        cos, sin = self.cos[:t].to(q.dtype), self.sin[:t].to(q.dtype)  # (T, hd)
-        return q * cos + rotate_half(q) * sin, k * cos + rotate_half(k) * sin
-
-    def heads(self, x: torch.Tensor) -> torch.Tensor:
-        """x (B, T, heads, head_dim) rotated by position (the T axis): ``forward``'s
-        numbers, computed on the layout the qkv projection makes, without transposing
-        first (which makes each multiplication several times slower on a CPU)."""
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x (B, T, heads, head_dim), as the qkv projection lays it out, rotated by
+        position (the T axis). Rotating before the heads move in front of T keeps each
+        multiplication on contiguous memory (several times faster on a CPU)."""
         t, half = x.size(-3), x.size(-1) // 2
         cos = self.cos[:t, None].to(x.dtype)  # (T, 1, hd)
         sin = self.sin_signed[:t, None].to(x.dtype)
@@ -86,7 +75,7 @@ class CausalSelfAttention(nn.Module):
         h, hd = self.n_heads, c // self.n_heads
         qkv = self.qkv(x)  # (B, T, 3C)
         # q and k rotated together, before the heads are moved in front of T
-        qk = self.rotary.heads(qkv[..., : 2 * c].reshape(b, t, 2 * h, hd))
+        qk = self.rotary(qkv[..., : 2 * c].reshape(b, t, 2 * h, hd))
         q, k = qk.transpose(1, 2).split(h, dim=1)  # (B, H, T, hd) each
         v = qkv[..., 2 * c:].reshape(b, t, h, hd).transpose(1, 2)
         y = self.attend(

@@ -10,15 +10,25 @@ REFERENCE_CONFIGS = ["phase1_upper", "phase1_middle", "phase1_lower", "phase1_ti
                      "phase2_wide", "phase2_balanced", "phase2_deep"]
 
 
+def textbook_rope(x: torch.Tensor, theta: float = 100.0) -> torch.Tensor:
+    """RoPE as usually written, on (B, H, T, hd), from nothing of the model's:
+    x * cos + rotate_half(x) * sin, each pair's frequency written for both halves."""
+    hd, t = x.size(-1), x.size(-2)
+    inv_freq = 1.0 / (theta ** (torch.arange(0, hd, 2).float() / hd))
+    freqs = torch.outer(torch.arange(t).float(), inv_freq)
+    emb = torch.cat((freqs, freqs), dim=-1)
+    x1, x2 = x.chunk(2, dim=-1)
+    return x * emb.cos() + torch.cat((-x2, x1), dim=-1) * emb.sin()
+
+
 @pytest.mark.parametrize("head_dim", [2, 8, 16, 32, 64])
 def test_rope_shapes(head_dim):
     rot = Rotary(head_dim, max_seq_len=32, theta=100.0)
-    q = torch.randn(3, 4, 9, head_dim)  # (B, H, T, hd)
-    k = torch.randn(3, 4, 9, head_dim)
-    qr, kr = rot(q, k)
-    assert qr.shape == q.shape and kr.shape == k.shape
+    x = torch.randn(3, 9, 4, head_dim)  # (B, T, H, hd)
+    xr = rot(x)
+    assert xr.shape == x.shape
     # a rotation keeps the length of every vector
-    torch.testing.assert_close(qr.norm(dim=-1), q.norm(dim=-1))
+    torch.testing.assert_close(xr.norm(dim=-1), x.norm(dim=-1))
 
 
 @pytest.mark.parametrize("head_dim,theta", [(8, 100.0), (32, 100.0), (16, 10000.0)])
@@ -27,10 +37,9 @@ def test_rope_score_depends_only_on_offset(head_dim, theta):
     t = 12
     rot = Rotary(head_dim, max_seq_len=t, theta=theta)
     # the same query and key vector at every position: scores differ only by position
-    q = torch.randn(head_dim).expand(1, 1, t, head_dim)
-    k = torch.randn(head_dim).expand(1, 1, t, head_dim)
-    qr, kr = rot(q, k)
-    scores = (qr[0, 0] @ kr[0, 0].T)  # (T, T): scores[i, j] = <q at i, k at j>
+    qr = rot(torch.randn(head_dim).expand(1, t, 1, head_dim))[0, :, 0]  # (T, hd)
+    kr = rot(torch.randn(head_dim).expand(1, t, 1, head_dim))[0, :, 0]
+    scores = qr @ kr.T  # (T, T): scores[i, j] = <q at i, k at j>
     for shift in range(1, 5):
         torch.testing.assert_close(scores[shift:, shift:], scores[:-shift, :-shift],
                                    atol=1e-5, rtol=1e-5)
@@ -39,15 +48,14 @@ def test_rope_score_depends_only_on_offset(head_dim, theta):
 
 
 @pytest.mark.parametrize("head_dim", [2, 4, 6, 16])
-def test_rope_on_the_projection_layout_is_the_same_numbers(head_dim):
-    # heads() rotates (B, T, H, hd) as it comes out of the qkv projection; forward()
-    # rotates (B, H, T, hd): the two must agree bit for bit, so the faster layout
-    # changes no trained model
+def test_rope_is_the_textbook_formula_bit_for_bit(head_dim):
+    # the model rotates (B, T, H, hd) as it comes out of the qkv projection, with roll and
+    # a signed sin table; the usual formula on (B, H, T, hd) must give the same bits, so
+    # the faster layout changes no trained model
     torch.manual_seed(0)
     rot = Rotary(head_dim, max_seq_len=32, theta=100.0)
     x = torch.randn(5, 7, 3, head_dim)  # (B, T, H, hd)
-    q, _ = rot(x.transpose(1, 2), x.transpose(1, 2))
-    assert torch.equal(rot.heads(x).transpose(1, 2), q)
+    assert torch.equal(rot(x).transpose(1, 2), textbook_rope(x.transpose(1, 2)))
 
 
 def test_attention_is_the_textbook_formula():
@@ -59,7 +67,7 @@ def test_attention_is_the_textbook_formula():
     b, t, c = x.shape
     h = cfg.n_heads
     q, k, v = (z.view(b, t, h, c // h).transpose(1, 2) for z in block.qkv(x).split(c, 2))
-    q, k = block.rotary(q, k)
+    q, k = textbook_rope(q, cfg.rope_theta), textbook_rope(k, cfg.rope_theta)
     scores = (q @ k.transpose(-1, -2)) / math.sqrt(c // h)
     scores = scores.masked_fill(torch.ones(t, t, dtype=torch.bool).triu(1), float("-inf"))
     y = (scores.softmax(-1) @ v).transpose(1, 2).reshape(b, t, c)
